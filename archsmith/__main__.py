@@ -1,0 +1,5 @@
+"""``python -m archsmith`` runs the command line."""
+
+from archsmith.cli import main
+
+main()
