@@ -34,6 +34,7 @@ def _gm(*vals: float | None) -> dict[tuple[float, float], dict[str, float]]:
     return out
 
 
+# fmt: off
 ROWS: tuple[Row, ...] = (
     Row("DeepMaker", 75, 35.55, {"cifar10": 93.1, "cifar100": 75.13},
         _gm(0.925, 0.781, None, 0.915, 0.825, None, 0.906, 0.870, None)),
@@ -74,3 +75,4 @@ ROWS: tuple[Row, ...] = (
     Row("LEMONADE (ImageNet16-120)", 12.83, 5.45, {"imagenet16": 42.95},
         _gm(None, None, 0.541, None, None, 0.707, None, None, 0.874)),
 )
+# fmt: on

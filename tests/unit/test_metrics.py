@@ -1,4 +1,4 @@
-"""The papers' metrics: Table 5 recomputed, Eq. 4 on Table 4's costs, CM's normalisation, M-factor."""
+"""The papers' metrics: Table 5 recomputed, Eq. 4 on Table 4's costs, CM, the M-factor."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from paper_tables import E_MAX, E_MIN, ROWS
+from paper_tables import E_MAX, E_MIN, ROWS, Row
 
 from archsmith.metrics import (
     PUE,
@@ -34,7 +34,9 @@ def test_table5_has_every_cell() -> None:
 
 
 @pytest.mark.parametrize(("row", "setting", "dataset", "gm"), TABLE5_CELLS)
-def test_goodness_metric_recomputes_table5(row, setting, dataset, gm) -> None:  # type: ignore[no-untyped-def]
+def test_goodness_metric_recomputes_table5(
+    row: Row, setting: tuple[float, float], dataset: str, gm: float
+) -> None:
     x_a, x_e = setting
     value = goodness_metric(
         row.accuracy_pct[dataset] / 100.0,
@@ -74,7 +76,7 @@ ASSUMED_DRAW = {"EIGEN (CIFAR-10)": 250.0, "EIGEN (CIFAR-100)": 250.0, "GeNet": 
 @pytest.mark.parametrize(
     "row", [r for r in ROWS if not r.method.startswith("LEMONADE")], ids=lambda r: r.method
 )
-def test_kwh_pue_recomputes_table5_energy_from_table4_hours(row) -> None:  # type: ignore[no-untyped-def]
+def test_kwh_pue_recomputes_table5_energy_from_table4_hours(row: Row) -> None:
     watts = ASSUMED_DRAW.get(row.method, 300.0)
     value = kwh_pue(row.gpu_hours, cpu_watts=0.0, ram_watts=0.0, gpu_watts=watts, gpus=1)
     assert round(value, 2) == pytest.approx(row.energy_kwh_pue, abs=0.011)

@@ -1,4 +1,4 @@
-"""The rulebook: Table 3's instructions, every NNGES rule, every conflict pair, the data file's checks."""
+"""The rulebook: Table 3, every NNGES rule, every conflict pair, the data file's checks."""
 
 from __future__ import annotations
 
@@ -85,7 +85,9 @@ def test_every_instruction_is_raised_by_some_rule() -> None:
 
 def test_nothing_fires_when_every_target_is_met() -> None:
     fired, weights, skipped = run({})
-    assert fired == [] and weights == {} and skipped == []
+    assert fired == []
+    assert weights == {}
+    assert skipped == []
 
 
 # (rule, metrics that fire it, the clause text expected in the reason, weight with ALL_PRIORITIES)
@@ -129,7 +131,8 @@ def test_each_rule_fires_with_its_reason_and_weight(
         assert weights[code] >= weight - 1e-12
     numeric = [c for c in rule.conditions if c.threshold is not None]
     for c in numeric:
-        assert c.margin is not None and c.margin >= 0
+        assert c.margin is not None
+        assert c.margin >= 0
         assert c.threshold_name is not None
 
 
@@ -153,7 +156,9 @@ def test_every_rule_has_a_firing_case() -> None:
         ("model_size_over_limit", {"model_size_mb": 0.5}),
     ],
 )
-def test_rules_do_not_fire_at_or_inside_the_threshold(rule_id: str, metrics: dict[str, Any]) -> None:
+def test_rules_do_not_fire_at_or_inside_the_threshold(
+    rule_id: str, metrics: dict[str, Any]
+) -> None:
     fired, _, _ = run(metrics)
     assert rule_id not in {f.rule_id for f in fired}
 
@@ -229,7 +234,8 @@ def test_each_conflict_pair_keeps_the_heavier(a: str, b: str) -> None:
         res = resolve_conflicts({heavy: 0.6, light: 0.4})
         assert res.weights() == {heavy: 0.6}
         (dropped,) = res.dropped
-        assert dropped.code == light and dropped.lost_to == heavy
+        assert dropped.code == light
+        assert dropped.lost_to == heavy
         assert "weighs more" in dropped.reason
 
 

@@ -35,7 +35,9 @@ def test_defaults_are_the_papers(spec_data: dict[str, Any]) -> None:
     for symbol, value in PAPER.items():
         assert by_symbol[symbol] == value, symbol
     assert (spec.weight_accuracy, spec.weight_energy, spec.weight_fps) == (1.0, 0.0, 0.0)
-    assert spec.max_params is None and spec.max_latency_ms is None and spec.max_model_size_mb is None
+    assert spec.max_params is None
+    assert spec.max_latency_ms is None
+    assert spec.max_model_size_mb is None
     assert spec.task is TaskKind.IMAGE_CLASSIFICATION
 
 
@@ -130,7 +132,8 @@ def test_missing_required_fields_are_listed() -> None:
 
 def test_overfit_below_underfit_is_contradictory(spec_data: dict[str, Any]) -> None:
     message = _error({**spec_data, "overfit_threshold": 0.02, "underfit_threshold": 0.05})
-    assert "overfit_threshold" in message and "underfit_threshold" in message
+    assert "overfit_threshold" in message
+    assert "underfit_threshold" in message
 
 
 @pytest.mark.parametrize(
