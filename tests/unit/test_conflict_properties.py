@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -83,7 +85,7 @@ def test_every_input_is_either_kept_or_dropped_once(weights: dict[str, float]) -
 
 @settings(max_examples=50)
 @given(weights_st, st.randoms(use_true_random=False))
-def test_input_order_does_not_matter(weights: dict[str, float], rnd: object) -> None:
+def test_input_order_does_not_matter(weights: dict[str, float], rnd: random.Random) -> None:
     items = list(weights.items())
-    rnd.shuffle(items)  # type: ignore[attr-defined]
+    rnd.shuffle(items)
     assert resolve_conflicts(dict(items)) == resolve_conflicts(weights)
