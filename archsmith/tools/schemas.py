@@ -7,6 +7,7 @@ strict (unknown fields are errors) and JSON-serialisable (a checkpointer stores 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -14,14 +15,24 @@ from pydantic import BaseModel, ConfigDict, Field
 from archsmith.spec import TaskSpec
 
 __all__ = [
+    "CandidateInput",
+    "CheckShapesInput",
+    "CheckShapesOutput",
     "ConditionResult",
+    "CountParamsOutput",
     "DroppedInstruction",
+    "EpochRecord",
     "EvaluationMetrics",
     "FiredRule",
+    "MeasureEnergyInput",
+    "MeasureEnergyOutput",
     "NotEvaluatedRule",
     "ResolvedInstruction",
     "RulebookAdviceInput",
     "RulebookAdviceOutput",
+    "ToolError",
+    "TrainModelInput",
+    "TrainModelOutput",
 ]
 
 _Fraction = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
@@ -169,3 +180,164 @@ class RulebookAdviceOutput(BaseModel):
     targets_met: bool = Field(
         description="True when no rule with a positive weight fired: all prioritised targets met."
     )
+
+
+# -- the sandboxed tools ---------------------------------------------------------------------------
+
+
+class ToolError(BaseModel):
+    """Why a tool's call on a candidate failed: the error's type, its message, the code's line."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: str
+    message: str
+    line: int | None = Field(default=None, description="Line in the candidate's code, if known.")
+
+
+class CandidateInput(BaseModel):
+    """The candidate: its module text and the shapes its ``build_model`` is called with."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    code: str = Field(description="Module text defining build_model(input_shape, num_classes).")
+    input_shape: list[Annotated[int, Field(gt=0)]] = Field(
+        min_length=1,
+        description="One sample's shape without the batch dimension, e.g. [3, 32, 32].",
+    )
+    num_classes: int = Field(ge=2, description="Number of output classes.")
+    task: Literal["image_classification", "text_classification"] = "image_classification"
+    vocab_size: int | None = Field(
+        default=None, gt=1, description="Token-id range of text inputs (text tasks only)."
+    )
+
+
+class CheckShapesInput(CandidateInput):
+    """Input of ``check_shapes``."""
+
+    batch_size: int = Field(default=2, ge=1, le=64, description="Dummy batch size.")
+
+
+class CheckShapesOutput(BaseModel):
+    """Output of ``check_shapes``: the output shape and whether it is (batch, num_classes)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ok: bool
+    error: ToolError | None = None
+    output_shape: list[int] | None = None
+    expected_shape: list[int] | None = None
+    matches: bool = False
+    sandbox_wall_time_s: float = 0.0
+
+
+class CountParamsOutput(BaseModel):
+    """Output of ``count_params``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ok: bool
+    error: ToolError | None = None
+    params: int | None = None
+    trainable_params: int | None = None
+    size_mb: float | None = Field(default=None, description="Parameters and buffers, 1e6 bytes.")
+    flops_per_sample: int | None = Field(
+        default=None, description="FLOPs of one forward pass of one sample (torch's counter)."
+    )
+    sandbox_wall_time_s: float = 0.0
+
+
+class TrainModelInput(CandidateInput):
+    """Input of ``train_model``: the candidate, the dataset and the recipe's knobs."""
+
+    dataset: str = Field(description="Dataset name or alias from the registry.")
+    epochs: int = Field(default=5, ge=1, le=10_000)
+    time_budget_s: float | None = Field(
+        default=None, gt=0, description="Stop training after this many seconds (checked per step)."
+    )
+    seed: int = Field(default=0, ge=0, description="Seed of initialisation, order, augmentation.")
+    split_seed: int = Field(
+        default=0, ge=0, description="Seed of the train/validation split; keep it fixed per run."
+    )
+    batch_size: int = Field(default=128, ge=1, le=65_536)
+    optimizer: Literal["sgd", "adam"] | None = Field(
+        default=None, description="Default: SGD for images, Adam for text (the paper's)."
+    )
+    lr: float | None = Field(default=None, gt=0, description="Default: 0.025 SGD, 1e-3 Adam.")
+    augment: bool = True
+    max_train: int | None = Field(default=None, ge=1, description="Subsample the training split.")
+    max_val: int | None = Field(default=None, ge=1, description="Subsample the validation split.")
+
+
+class EpochRecord(BaseModel):
+    """One epoch of training."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    epoch: int
+    train_loss: float | None
+    train_accuracy: float
+    val_loss: float | None
+    val_accuracy: float
+    seconds: float
+
+
+class TrainModelOutput(BaseModel):
+    """Output of ``train_model``: accuracy and loss per epoch, energy, and where the weights are."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ok: bool
+    error: ToolError | None = None
+    history: list[EpochRecord] = Field(default_factory=list)
+    train_accuracy: float | None = Field(default=None, description="T_Acc, eval mode, fraction.")
+    val_accuracy: float | None = Field(default=None, description="V_Acc, fraction.")
+    train_loss: float | None = None
+    val_loss: float | None = None
+    diverged: bool = False
+    stopped_by_budget: bool = False
+    epochs_completed: int = 0
+    wall_time_s: float | None = Field(default=None, description="Training time inside the sandbox.")
+    train_samples_per_s: float | None = None
+    train_energy_j: float | None = None
+    train_energy_kwh_pue: float | None = None
+    train_energy_source: str | None = Field(default=None, description="nvml, rapl or estimate.")
+    train_energy_detail: str | None = None
+    weights_path: Path | None = Field(default=None, description="Host path of the saved weights.")
+    device: str | None = None
+    train_samples: int | None = None
+    val_samples: int | None = None
+    sandbox_wall_time_s: float = 0.0
+
+
+class MeasureEnergyInput(CandidateInput):
+    """Input of ``measure_energy``: the trained candidate and its validation split."""
+
+    dataset: str = Field(description="Dataset name or alias from the registry.")
+    weights_path: Path | None = Field(
+        default=None, description="Weights saved by train_model; random weights when absent."
+    )
+    batch_size: int = Field(default=256, ge=1, le=65_536, description="Throughput batch size.")
+    split_seed: int = Field(default=0, ge=0, description="The split train_model used.")
+    max_val: int | None = Field(default=None, ge=1)
+
+
+class MeasureEnergyOutput(BaseModel):
+    """Output of ``measure_energy``: speed and energy of inference, each energy with its source."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ok: bool
+    error: ToolError | None = None
+    fps: float | None = Field(default=None, description="Images per second at batch_size.")
+    latency_ms: float | None = Field(default=None, description="Median batch-1 latency.")
+    latency_p90_ms: float | None = None
+    energy_per_image_j: float | None = None
+    energy_per_image_kwh_pue: float | None = None
+    val_energy_j: float | None = Field(default=None, description="V_E: one pass over validation.")
+    val_energy_kwh_pue: float | None = None
+    val_energy_source: str | None = Field(default=None, description="nvml, rapl or estimate.")
+    val_energy_detail: str | None = None
+    val_accuracy: float | None = None
+    device: str | None = None
+    sandbox_wall_time_s: float = 0.0

@@ -1,0 +1,62 @@
+"""Settings from the environment (``ARCHSMITH_*``) and a ``.env`` file, with sensible defaults.
+
+Power figures feed the ``estimate`` energy source (elapsed time x configured power) used when no
+NVML or RAPL counter can be read; they are labelled as estimates wherever they appear.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Settings", "default_home"]
+
+
+def default_home() -> Path:
+    """Where archsmith keeps runs, jobs and prepared datasets: $XDG_DATA_HOME/archsmith."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "archsmith"
+
+
+class Settings(BaseSettings):
+    """Everything configurable without a command-line flag."""
+
+    model_config = SettingsConfigDict(env_prefix="ARCHSMITH_", env_file=".env", extra="ignore")
+
+    home: Path = Field(default_factory=default_home, description="Runs, jobs and caches.")
+    data_dir: Path | None = Field(default=None, description="Where datasets' files are found.")
+    sandbox: Literal["local", "docker"] = "local"
+    sandbox_image: str = "archsmith-sandbox:latest"
+    device: str = Field(default="auto", description="'auto', 'cpu', 'cuda' or 'cuda:N'.")
+    cpu_watts: float = Field(default=65.0, ge=0, description="CPU power for estimates (W).")
+    ram_watts: float = Field(default=5.0, ge=0, description="RAM power for estimates (W).")
+    gpu_watts: float = Field(default=300.0, ge=0, description="Per-GPU power for estimates (W).")
+    job_wall_time_s: float = Field(default=1800.0, gt=0)
+    job_memory_mb: int = Field(default=8192, gt=0)
+
+    @property
+    def jobs_dir(self) -> Path:
+        """One work directory per sandbox job lives here."""
+        return self.home / "jobs"
+
+    @property
+    def cache_dir(self) -> Path:
+        """Prepared datasets (.npz) live here."""
+        return self.home / "datasets"
+
+    def resolve_device(self) -> str:
+        """'auto' becomes 'cuda' when the host sees a GPU, else 'cpu'."""
+        if self.device != "auto":
+            return self.device
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+
+    def estimate_watts(self, device: str) -> float:
+        """The power used for the estimate source, as Eq. 4 sums it (one GPU when on CUDA)."""
+        gpus = 1 if device.startswith("cuda") else 0
+        return self.cpu_watts + self.ram_watts + gpus * self.gpu_watts

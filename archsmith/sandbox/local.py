@@ -1,0 +1,299 @@
+"""The local backend: bubblewrap where installed, else a plain subprocess with a loud warning.
+
+Isolation comes from the operating system, never from inspecting the code. Under bubblewrap the job
+sees a read-only view of only what Python and torch need (system libraries, the interpreter, the
+virtual environment, the archsmith package), its own work directory read-write, a private /tmp, no
+network (a fresh network namespace), its own PID namespace, no capabilities and an environment
+made of allow-listed variables only. Every backend also applies rlimits (memory, file size, CPU,
+open files, processes) and, where the host lets us create one, a cgroup with hard memory and
+process limits. The wall-clock limit stops the whole process group: SIGINT, then SIGKILL.
+"""
+
+from __future__ import annotations
+
+import glob
+import logging
+import os
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO
+
+import archsmith
+from archsmith.sandbox.base import (
+    SANDBOX_DATA,
+    SANDBOX_WORK,
+    SandboxError,
+    SandboxJob,
+    SandboxLimits,
+    SandboxResult,
+    build_result,
+    prepare_work_dir,
+)
+from archsmith.sandbox.cgroups import JobCgroup, create_job_cgroup
+
+__all__ = ["ALLOWED_ENV", "LocalSandbox", "bwrap_path"]
+
+log = logging.getLogger(__name__)
+
+#: Host variables passed through; everything else (API keys, tokens, HOME) stays outside.
+ALLOWED_ENV = ("LANG", "LC_ALL", "TZ", "CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES")
+_MIB = 1 << 20
+
+
+def bwrap_path() -> str | None:
+    """The bubblewrap binary, or None when it is not installed."""
+    return shutil.which("bwrap")
+
+
+def _sandbox_env(job: SandboxJob) -> dict[str, str]:
+    env = {k: os.environ[k] for k in ALLOWED_ENV if k in os.environ}
+    threads = str(max(1, os.cpu_count() or 1))
+    env.update(
+        {
+            "PATH": "/usr/bin:/bin",
+            "HOME": "/tmp",
+            "TMPDIR": "/tmp",
+            "PYTHONUNBUFFERED": "1",
+            "PYTHONDONTWRITEBYTECODE": "1",
+            "PYTHONNOUSERSITE": "1",
+            "OMP_NUM_THREADS": threads,
+            "MPLBACKEND": "Agg",
+            "TORCHINDUCTOR_CACHE_DIR": "/tmp/inductor",
+        }
+    )
+    return env
+
+
+def _limits_preexec(limits: SandboxLimits, cgroup: JobCgroup | None) -> Callable[[], None]:
+    """Runs in the child between fork and exec: join the cgroup, then lower the rlimits."""
+    mem = limits.memory_mb * _MIB
+    fsize = limits.max_file_size_mb * _MIB
+
+    def apply() -> None:
+        if cgroup is not None:
+            cgroup.add(os.getpid())
+        # RLIMIT_DATA bounds heap and anonymous mappings (what tensors use) without counting the
+        # shared libraries torch maps, which RLIMIT_AS would.
+        resource.setrlimit(resource.RLIMIT_DATA, (mem, mem))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        resource.setrlimit(resource.RLIMIT_NOFILE, (1024, 1024))
+        resource.setrlimit(resource.RLIMIT_NPROC, (limits.max_processes, limits.max_processes))
+        if limits.cpu_time_s is not None:
+            resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_time_s, limits.cpu_time_s + 5))
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+    return apply
+
+
+class _Tail:
+    """Reads a pipe to its end on a thread, keeping only the last ``limit`` bytes."""
+
+    def __init__(self, stream: IO[bytes], limit: int) -> None:
+        self._stream = stream
+        self._limit = limit
+        self._buf = bytearray()
+        self.total = 0
+        self._thread = threading.Thread(target=self._pump, daemon=True)
+        self._thread.start()
+
+    def _pump(self) -> None:
+        while chunk := self._stream.read(65536):
+            self.total += len(chunk)
+            self._buf += chunk
+            if len(self._buf) > 2 * self._limit:
+                del self._buf[: len(self._buf) - self._limit]
+
+    def text(self, timeout: float = 5.0) -> str:
+        self._thread.join(timeout)
+        data = bytes(self._buf[-self._limit :])
+        cut = self.total - len(data)
+        out = data.decode("utf-8", errors="replace")
+        return f"[... {cut} bytes cut ...]\n{out}" if cut > 0 else out
+
+
+class LocalSandbox:
+    """Runs jobs in bubblewrap (or, failing that, a bare subprocess) on this machine."""
+
+    name = "local"
+
+    def __init__(self, *, use_bwrap: bool | None = None, use_cgroup: bool = True) -> None:
+        found = bwrap_path()
+        if use_bwrap and found is None:
+            raise SandboxError(
+                "bubblewrap (bwrap) is not installed; install it (Debian/Ubuntu:"
+                " apt-get install bubblewrap) or use --sandbox docker"
+            )
+        self.bwrap = found if use_bwrap is not False else None
+        self.use_cgroup = use_cgroup
+        self.userns = self.bwrap is not None and _userns_works(self.bwrap)
+        if self.bwrap is None:
+            log.warning(
+                "bubblewrap not found: candidate code will run in a plain subprocess with resource"
+                " limits but NO isolation (it can read your files and use the network). Install"
+                " bubblewrap (apt-get install bubblewrap) or use --sandbox docker."
+            )
+
+    @property
+    def isolated(self) -> bool:
+        """True when jobs run under bubblewrap."""
+        return self.bwrap is not None
+
+    def _bwrap_argv(
+        self, bwrap: str, job: SandboxJob, work_dir: Path, env: dict[str, str]
+    ) -> list[str]:
+        argv = [bwrap, "--unshare-all", "--die-with-parent", "--cap-drop", "ALL"]
+        if self.userns:
+            # An unprivileged uid in a user namespace: even root on the host runs the job as nobody.
+            argv += ["--unshare-user", "--uid", "65534", "--gid", "65534"]
+        for d in ("/usr", "/bin", "/lib", "/lib64", "/lib32", "/sbin"):
+            if os.path.exists(d):
+                argv += ["--ro-bind", d, d]
+        for f in ("/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/localtime", "/etc/nsswitch.conf"):
+            if os.path.exists(f):
+                argv += ["--ro-bind", f, f]
+        package_dir = str(Path(archsmith.__file__).resolve().parent)
+        for d in {sys.base_prefix, sys.prefix, package_dir}:
+            argv += ["--ro-bind", d, d]
+        argv += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+        argv += ["--bind", str(work_dir), SANDBOX_WORK]
+        if job.dataset_path is not None:
+            argv += ["--ro-bind", str(job.dataset_path), f"{SANDBOX_DATA}/{job.dataset_path.name}"]
+        if job.device.startswith("cuda"):
+            for dev in sorted(glob.glob("/dev/nvidia*")):
+                argv += ["--dev-bind", dev, dev]
+            argv += ["--ro-bind", "/sys", "/sys"]
+            if os.path.exists("/proc/driver/nvidia"):
+                argv += ["--ro-bind", "/proc/driver/nvidia", "/proc/driver/nvidia"]
+        # The root bwrap builds is a tmpfs; make it read-only once everything is mounted on it.
+        argv += ["--remount-ro", "/", "--clearenv"]
+        for k, v in env.items():
+            argv += ["--setenv", k, v]
+        argv += ["--chdir", SANDBOX_WORK, "--"]
+        argv += [sys.executable, "-m", "archsmith.sandbox.runner", SANDBOX_WORK]
+        return argv
+
+    def run(self, job: SandboxJob, work_dir: Path | None = None) -> SandboxResult:
+        """Run ``job``; its files stay in ``work_dir`` when given, else in a temporary directory."""
+        keep = work_dir is not None
+        wd = Path(work_dir) if work_dir is not None else Path(tempfile.mkdtemp(prefix="archsmith-"))
+        wd = wd.resolve()
+        if job.dataset_path is not None and not job.dataset_path.is_file():
+            raise SandboxError(f"prepared dataset {job.dataset_path} does not exist")
+        env = _sandbox_env(job)
+        if self.bwrap is not None:
+            prepare_work_dir(job, wd)
+            argv = self._bwrap_argv(self.bwrap, job, wd, env)
+        else:
+            host_data = str(job.dataset_path.resolve()) if job.dataset_path is not None else None
+            prepare_work_dir(job, wd, dataset_in_sandbox=host_data)
+            argv = [sys.executable, "-m", "archsmith.sandbox.runner", str(wd)]
+            env["PYTHONPATH"] = str(Path(archsmith.__file__).resolve().parent.parent)
+        cgroup: JobCgroup | None = None
+        if self.use_cgroup:
+            cgroup, how = create_job_cgroup(job.limits.memory_mb * _MIB, job.limits.max_processes)
+            if cgroup is None:
+                log.debug("no per-job cgroup (%s): rlimits only", how)
+        try:
+            return self._execute(job, wd, argv, env, cgroup, keep)
+        finally:
+            if cgroup is not None:
+                cgroup.remove()
+            if not keep:
+                shutil.rmtree(wd, ignore_errors=True)
+
+    def _execute(
+        self,
+        job: SandboxJob,
+        wd: Path,
+        argv: list[str],
+        env: dict[str, str],
+        cgroup: JobCgroup | None,
+        keep: bool,
+    ) -> SandboxResult:
+        limits = job.limits
+        start = time.monotonic()
+        try:
+            proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env=env,
+                cwd=str(wd),
+                start_new_session=True,
+                preexec_fn=_limits_preexec(limits, cgroup),
+                close_fds=True,
+            )
+        except OSError as e:
+            raise SandboxError(f"cannot start the sandbox ({argv[0]}): {e}") from e
+        if proc.stdout is None or proc.stderr is None:  # cannot happen with PIPE; typed for mypy
+            raise SandboxError("the sandbox's output pipes were not created")
+        out = _Tail(proc.stdout, limits.max_output_bytes)
+        err = _Tail(proc.stderr, limits.max_output_bytes)
+        timed_out = False
+        try:
+            proc.wait(timeout=limits.wall_time_s)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            _signal_group(proc.pid, signal.SIGINT)
+            try:
+                proc.wait(timeout=limits.grace_s)
+            except subprocess.TimeoutExpired:
+                _signal_group(proc.pid, signal.SIGKILL)
+                proc.wait()
+        except BaseException:
+            _signal_group(proc.pid, signal.SIGKILL)
+            proc.wait()
+            raise
+        finally:
+            # Whatever survived the main process (a daemon that called setsid) goes too.
+            _signal_group(proc.pid, signal.SIGKILL)
+            if cgroup is not None:
+                cgroup.kill_all()
+        wall = time.monotonic() - start
+        memory_exceeded = cgroup.memory_exceeded() if cgroup is not None else False
+        return build_result(
+            work_dir=wd,
+            backend=self.name if self.bwrap else "local-unisolated",
+            wall_time_s=wall,
+            stdout=out.text(),
+            stderr=err.text(),
+            exit_code=proc.returncode,
+            timed_out=timed_out,
+            limits=limits,
+            memory_exceeded=memory_exceeded,
+            keep_work_dir=keep,
+        )
+
+
+def _userns_works(bwrap: str) -> bool:
+    """Whether bubblewrap can create a user namespace here (some kernels forbid it)."""
+    try:
+        probe = subprocess.run(
+            [bwrap, "--unshare-user", "--uid", "65534", "--ro-bind", "/", "/", "true"],
+            capture_output=True,
+            timeout=10,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as e:
+        log.debug("bubblewrap user-namespace probe failed: %s", e)
+        return False
+    return probe.returncode == 0
+
+
+def _signal_group(pgid: int, sig: signal.Signals) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        return
+    except PermissionError as e:
+        log.warning("cannot signal the sandbox's process group %d: %s", pgid, e)

@@ -1,0 +1,65 @@
+"""Sandbox fixtures: the local backend always; Docker where an engine and the image exist.
+
+CI sets ARCHSMITH_REQUIRE_BWRAP=1 and ARCHSMITH_REQUIRE_DOCKER=1 so that a missing backend fails
+the run instead of skipping the tests that prove isolation.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from archsmith.config import Settings
+from archsmith.sandbox.base import Sandbox
+from archsmith.sandbox.local import LocalSandbox, bwrap_path
+
+SANDBOX_IMAGE = os.environ.get("ARCHSMITH_SANDBOX_IMAGE", "archsmith-sandbox:ci")
+
+
+def _require(var: str) -> bool:
+    return os.environ.get(var, "") == "1"
+
+
+@pytest.fixture(scope="session")
+def local_sandbox() -> LocalSandbox:
+    if bwrap_path() is None:
+        if _require("ARCHSMITH_REQUIRE_BWRAP"):
+            pytest.fail("bubblewrap is required here (ARCHSMITH_REQUIRE_BWRAP=1) but not installed")
+        pytest.skip("bubblewrap is not installed (apt-get install bubblewrap)")
+    return LocalSandbox(use_bwrap=True)
+
+
+@pytest.fixture(scope="session")
+def docker_sandbox() -> Sandbox:
+    from archsmith.sandbox.docker import DockerSandbox, docker_available
+
+    ok, why = docker_available()
+    if ok:
+        try:
+            from archsmith.sandbox.docker import ensure_image
+
+            ensure_image(SANDBOX_IMAGE)
+        except Exception as e:  # noqa: BLE001 - any failure here means "no usable image"
+            ok, why = False, str(e)
+    if not ok:
+        if _require("ARCHSMITH_REQUIRE_DOCKER"):
+            pytest.fail(f"Docker is required here (ARCHSMITH_REQUIRE_DOCKER=1): {why}")
+        pytest.skip(f"no Docker sandbox: {why}")
+    return DockerSandbox(SANDBOX_IMAGE, mount_host_python=True)
+
+
+@pytest.fixture(params=["local", pytest.param("docker", marks=pytest.mark.docker)])
+def sandbox(request: pytest.FixtureRequest) -> Sandbox:
+    """Every backend in turn."""
+    name = request.param
+    fixture = "local_sandbox" if name == "local" else "docker_sandbox"
+    backend: Sandbox = request.getfixturevalue(fixture)
+    return backend
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """Settings whose jobs and caches live in the test's own directory."""
+    return Settings(home=tmp_path / "home", device="cpu", job_wall_time_s=300, job_memory_mb=4096)

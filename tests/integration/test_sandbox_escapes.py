@@ -1,0 +1,259 @@
+"""Hostile candidates against every sandbox backend: each attempt must be contained.
+
+Contained means: nothing leaks back (no secret, no key, no network byte), nothing outside the work
+directory changes, the call returns within its limit plus a small margin with a structured error,
+and this process (the framework) carries on.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from archsmith.sandbox.base import Sandbox, SandboxJob, SandboxLimits, SandboxResult
+
+BUILD = """
+import torch.nn as nn
+
+def build_model(input_shape, num_classes):
+    return nn.Sequential(nn.Flatten(), nn.LazyLinear(num_classes))
+"""
+ARGS = {"input_shape": [1, 8, 8], "num_classes": 10}
+WALL = 6.0
+MARGIN = 8.0  # grace period, process start and teardown
+
+
+def run(sandbox: Sandbox, code: str, **limits: float) -> tuple[SandboxResult, float]:
+    lim = SandboxLimits(**{"wall_time_s": WALL, "grace_s": 1.0, **limits})
+    job = SandboxJob(tool="check_shapes", args=ARGS, code=code + BUILD, limits=lim)
+    start = time.monotonic()
+    result = sandbox.run(job)
+    return result, time.monotonic() - start
+
+
+def everything(result: SandboxResult) -> str:
+    """All text the framework got back from the job."""
+    return result.model_dump_json()
+
+
+def assert_framework_carries_on(sandbox: Sandbox) -> None:
+    result, _ = run(sandbox, "")
+    assert result.ok, result.error
+    assert result.result is not None
+    assert result.result["matches"] is True
+
+
+@pytest.fixture
+def listener() -> Iterator[tuple[int, list[bytes]]]:
+    """A TCP listener on 127.0.0.1 that records whatever reaches it."""
+    srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(5)
+    srv.settimeout(0.2)
+    got: list[bytes] = []
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = srv.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                conn.settimeout(2)
+                got.append(b"<connected>" + conn.recv(1024))
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    yield srv.getsockname()[1], got
+    stop.set()
+    t.join(2)
+    srv.close()
+
+
+class TestEscapes:
+    def test_network_is_unreachable(
+        self, sandbox: Sandbox, listener: tuple[int, list[bytes]]
+    ) -> None:
+        port, got = listener
+        code = (
+            "import socket\n"
+            f"s = socket.create_connection(('127.0.0.1', {port}), timeout=3)\n"
+            "s.sendall(b'leak')\n"
+        )
+        result, took = run(sandbox, code)
+        time.sleep(0.5)
+        assert got == []
+        assert not result.ok
+        assert result.error is not None
+        assert result.error.type in {"ConnectionRefusedError", "OSError", "TimeoutError"}
+        assert result.error.line == 2
+        assert took < WALL + MARGIN
+
+    def test_secret_file_outside_work_dir_is_invisible(
+        self, sandbox: Sandbox, tmp_path: Path
+    ) -> None:
+        secret = tmp_path / "secret.txt"
+        secret.write_text("TOP-SECRET-4711")
+        code = f"raise RuntimeError(open({str(secret)!r}).read())\n"
+        result, _ = run(sandbox, code)
+        assert not result.ok
+        assert "TOP-SECRET-4711" not in everything(result)
+        assert result.error is not None
+        assert result.error.type in {"FileNotFoundError", "PermissionError"}
+
+    def test_home_directory_is_invisible(self, sandbox: Sandbox) -> None:
+        code = "import os\nraise RuntimeError(repr(os.listdir(os.path.expanduser('~root'))))\n"
+        result, _ = run(sandbox, code)
+        assert not result.ok
+        text = everything(result)
+        assert ".bashrc" not in text
+        assert ".profile" not in text
+
+    def test_api_key_in_parent_environment_does_not_leak(
+        self, sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-test-DO-NOT-LEAK")
+        monkeypatch.setenv("GOOGLE_API_KEY", "AIza-DO-NOT-LEAK")
+        code = "import os\nraise RuntimeError(repr(dict(os.environ)))\n"
+        result, _ = run(sandbox, code)
+        assert not result.ok
+        text = everything(result)
+        assert "DO-NOT-LEAK" not in text
+        assert "OPENAI_API_KEY" not in text
+
+    def test_writes_outside_work_dir_fail(self, sandbox: Sandbox, tmp_path: Path) -> None:
+        target = tmp_path / "pwned.txt"
+        code = (
+            "import pathlib\n"
+            "errors = []\n"
+            f"for p in [{str(target)!r}, '/usr/pwned', '/etc/pwned', '/pwned']:\n"
+            "    try:\n"
+            "        pathlib.Path(p).write_text('x')\n"
+            "    except OSError as e:\n"
+            "        errors.append(type(e).__name__)\n"
+            "pathlib.Path('inside.txt').write_text('fine')\n"
+            "raise RuntimeError(f'write errors: {errors}')\n"
+        )
+        result, _ = run(sandbox, code)
+        assert not target.exists()
+        for p in ("/usr/pwned", "/etc/pwned", "/pwned"):
+            assert not os.path.exists(p)
+        assert result.error is not None
+        assert result.error.message.count("Error") == 4, result.error.message
+
+    def test_fork_bomb_is_contained(self, sandbox: Sandbox) -> None:
+        code = (
+            "import os\n"
+            "while True:\n"
+            "    try:\n"
+            "        os.fork()\n"
+            "    except OSError:\n"
+            "        pass\n"
+        )
+        result, took = run(sandbox, code, max_processes=64)
+        assert not result.ok
+        assert result.error is not None
+        assert result.error.type == "Timeout"
+        assert took < WALL + MARGIN
+        assert_framework_carries_on(sandbox)
+
+    def test_memory_far_beyond_the_limit(self, sandbox: Sandbox) -> None:
+        code = "x = bytearray(64 * 2**30)\n"
+        result, took = run(sandbox, code, memory_mb=1024)
+        assert not result.ok
+        assert result.error is not None
+        assert result.error.type in {"MemoryError", "OutOfMemory"}
+        assert took < WALL + MARGIN
+
+    def test_memory_touched_gradually_hits_the_limit(self, sandbox: Sandbox) -> None:
+        code = "chunks = []\nfor _ in range(64):\n    chunks.append(bytearray(64 * 2**20))\n"
+        result, _ = run(sandbox, code, memory_mb=1024)
+        assert not result.ok
+        assert result.error is not None
+        assert result.error.type in {"MemoryError", "OutOfMemory"}
+
+    def test_infinite_loop_is_stopped(self, sandbox: Sandbox) -> None:
+        result, took = run(sandbox, "while True:\n    pass\n")
+        assert result.error is not None
+        assert result.error.type == "Timeout"
+        assert WALL <= took < WALL + MARGIN
+
+    def test_sleep_past_the_limit_is_stopped(self, sandbox: Sandbox) -> None:
+        result, took = run(sandbox, "import time\ntime.sleep(600)\n")
+        assert result.error is not None
+        assert result.error.type == "Timeout"
+        assert took < WALL + MARGIN
+
+    def test_ignoring_sigint_still_ends_in_sigkill(self, sandbox: Sandbox) -> None:
+        code = (
+            "import signal, time\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\ntime.sleep(600)\n"
+        )
+        result, took = run(sandbox, code)
+        assert result.error is not None
+        assert result.error.type == "Timeout"
+        assert took < WALL + MARGIN
+
+    def test_stdout_flood_is_truncated(self, sandbox: Sandbox) -> None:
+        code = "import sys\nwhile True:\n    sys.stdout.write('x' * 65536)\n"
+        result, took = run(sandbox, code, max_output_bytes=10_000)
+        assert result.error is not None
+        assert result.error.type == "Timeout"
+        assert len(result.stdout_tail) < 10_200
+        assert took < WALL + MARGIN
+
+    def test_spawned_shell_is_as_confined(self, sandbox: Sandbox, tmp_path: Path) -> None:
+        secret = tmp_path / "shell-secret.txt"
+        secret.write_text("SHELL-SECRET-99")
+        target = tmp_path / "shell-pwned.txt"
+        code = (
+            "import subprocess\n"
+            "out = subprocess.run(['/bin/sh', '-c',"
+            f" 'cat {secret}; echo x > {target}; cat /etc/shadow; id'],"
+            " capture_output=True, text=True)\n"
+            "raise RuntimeError(out.stdout + out.stderr)\n"
+        )
+        result, _ = run(sandbox, code)
+        assert "SHELL-SECRET-99" not in everything(result)
+        assert not target.exists()
+        assert result.error is not None
+        assert "root:" not in result.error.message
+
+    def test_background_process_does_not_outlive_the_job(
+        self, sandbox: Sandbox, tmp_path: Path
+    ) -> None:
+        code = (
+            "import subprocess, sys\n"
+            "subprocess.Popen([sys.executable, '-c',"
+            " 'import time, pathlib\\nwhile True:\\n    time.sleep(0.2)\\n"
+            '    pathlib.Path("alive.txt").write_text(str(time.time()))\'],'
+            " start_new_session=True)\n"
+        )
+        lim = SandboxLimits(wall_time_s=WALL, grace_s=1.0)
+        job = SandboxJob(tool="check_shapes", args=ARGS, code=code + BUILD, limits=lim)
+        work = tmp_path / "work"
+        result = sandbox.run(job, work)
+        assert result.ok, result.error
+        alive = work / "alive.txt"
+        first = alive.read_text() if alive.exists() else None
+        time.sleep(1.5)
+        later = alive.read_text() if alive.exists() else None
+        assert first == later, "a process left behind by the job is still writing"
+
+    def test_error_reports_the_candidates_line_without_host_paths(self, sandbox: Sandbox) -> None:
+        code = "x = 1\ny = 2\nraise ValueError('boom')\n"
+        result, _ = run(sandbox, code)
+        assert result.error is not None
+        assert result.error.type == "ValueError"
+        assert result.error.line == 3
+        assert result.error.message == "boom"
+        tb = result.error.traceback or ""
+        assert "/root" not in tb
+        assert str(Path.cwd()) not in tb

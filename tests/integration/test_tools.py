@@ -1,0 +1,243 @@
+"""The sandboxed tools end to end on real data: digits always, malaria from ../shared/data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from archsmith.config import Settings
+from archsmith.data import DatasetNotFoundError
+from archsmith.sandbox.local import LocalSandbox
+from archsmith.tools import build_tools
+from archsmith.tools.check_shapes import check_shapes
+from archsmith.tools.count_params import count_params
+from archsmith.tools.measure_energy import measure_energy
+from archsmith.tools.runtime import ToolRuntime
+from archsmith.tools.schemas import (
+    CandidateInput,
+    CheckShapesInput,
+    CheckShapesOutput,
+    MeasureEnergyInput,
+    TrainModelInput,
+    TrainModelOutput,
+)
+from archsmith.tools.train_model import train_model
+
+SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+
+LINEAR = """
+import torch.nn as nn
+
+def build_model(input_shape, num_classes):
+    c, h, w = input_shape
+    return nn.Sequential(nn.Flatten(), nn.Linear(c * h * w, num_classes))
+"""
+
+CNN = """
+import torch.nn as nn
+
+def build_model(input_shape, num_classes):
+    c = input_shape[0]
+    return nn.Sequential(
+        nn.Conv2d(c, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(),
+        nn.Conv2d(32, 64, 3, padding=1), nn.BatchNorm2d(64), nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, num_classes),
+    )
+"""
+
+EXPLODES = """
+import torch
+import torch.nn as nn
+
+class Boom(nn.Module):
+    def __init__(self, n):
+        super().__init__()
+        self.fc = nn.Linear(64, n)
+
+    def forward(self, x):
+        return self.fc(x.flatten(1)) * float("inf")
+
+def build_model(input_shape, num_classes):
+    return Boom(num_classes)
+"""
+
+DIGITS = {"input_shape": [1, 8, 8], "num_classes": 10}
+
+
+@pytest.fixture
+def runtime(local_sandbox: LocalSandbox, settings: Settings) -> ToolRuntime:
+    return ToolRuntime(local_sandbox, settings)
+
+
+def test_check_shapes_ok_and_mismatch(runtime: ToolRuntime) -> None:
+    good = check_shapes(runtime, CheckShapesInput(code=LINEAR, **DIGITS))
+    assert good.ok
+    assert good.output_shape == [2, 10]
+    assert good.matches
+    bad = check_shapes(runtime, CheckShapesInput(code=LINEAR, input_shape=[1, 8, 8], num_classes=3))
+    assert bad.ok  # the model builds and runs, and its head has 3 outputs: that matches
+    wrong = LINEAR.replace("num_classes))", "num_classes + 1))")
+    mismatch = check_shapes(runtime, CheckShapesInput(code=wrong, **DIGITS))
+    assert not mismatch.ok
+    assert mismatch.error is not None
+    assert mismatch.error.type == "ShapeMismatch"
+    assert mismatch.output_shape == [2, 11]
+
+
+def test_candidate_errors_are_results(runtime: ToolRuntime) -> None:
+    syntax = check_shapes(runtime, CheckShapesInput(code="def build_model(:\n", **DIGITS))
+    assert syntax.error is not None
+    assert syntax.error.type == "SyntaxError"
+    assert syntax.error.line == 1
+    missing = check_shapes(runtime, CheckShapesInput(code="x = 1\n", **DIGITS))
+    assert missing.error is not None
+    assert missing.error.type == "ContractError"
+    assert "build_model" in missing.error.message
+    broken = LINEAR.replace("nn.Flatten(), ", "nn.Flatten(), nn.Linear(3, 3), ")
+    shape_err = check_shapes(runtime, CheckShapesInput(code=broken, **DIGITS))
+    assert shape_err.error is not None
+    assert shape_err.error.type == "RuntimeError"
+    assert "shapes cannot be multiplied" in shape_err.error.message
+
+
+def test_count_params_and_flops(runtime: ToolRuntime) -> None:
+    out = count_params(runtime, CandidateInput(code=LINEAR, **DIGITS))
+    assert out.ok, out.error
+    assert out.params == 64 * 10 + 10
+    assert out.trainable_params == out.params
+    assert out.size_mb == pytest.approx(650 * 4 / 1e6)
+    assert out.flops_per_sample == 2 * 64 * 10
+
+
+def test_train_then_measure_on_digits(runtime: ToolRuntime) -> None:
+    trained = train_model(
+        runtime, TrainModelInput(code=CNN, dataset="digits", epochs=4, seed=1, **DIGITS)
+    )
+    assert trained.ok, trained.error
+    assert len(trained.history) == 4
+    assert trained.epochs_completed == 4
+    assert trained.train_accuracy is not None
+    assert trained.val_accuracy is not None
+    # Better than chance (0.1) after four short epochs; the loss falls.
+    assert trained.val_accuracy > 0.3
+    assert trained.history[-1].train_loss is not None
+    assert trained.history[0].train_loss is not None
+    assert trained.history[-1].train_loss < trained.history[0].train_loss
+    assert trained.train_energy_source == "estimate"
+    assert trained.train_energy_j is not None
+    assert trained.train_energy_j > 0
+    assert trained.weights_path is not None
+    assert trained.weights_path.is_file()
+    # The 1,797 digits split 8:2, stratified.
+    assert trained.train_samples == 1438
+    assert trained.val_samples == 359
+
+    measured = measure_energy(
+        runtime,
+        MeasureEnergyInput(code=CNN, dataset="digits", weights_path=trained.weights_path, **DIGITS),
+    )
+    assert measured.ok, measured.error
+    assert measured.fps is not None
+    assert measured.fps > 0
+    assert measured.latency_ms is not None
+    assert measured.latency_ms > 0
+    assert measured.energy_per_image_j is not None
+    assert measured.energy_per_image_j > 0
+    assert measured.val_energy_source == "estimate"
+    assert measured.val_energy_kwh_pue == pytest.approx(1.58 * measured.val_energy_j / 3.6e6)
+    # Same weights, same validation split: the same accuracy as at the end of training.
+    assert measured.val_accuracy == pytest.approx(trained.val_accuracy, abs=1e-6)
+
+
+def test_training_is_reproducible_with_a_seed(runtime: ToolRuntime) -> None:
+    a = train_model(
+        runtime, TrainModelInput(code=CNN, dataset="digits", epochs=1, seed=3, **DIGITS)
+    )
+    b = train_model(
+        runtime, TrainModelInput(code=CNN, dataset="digits", epochs=1, seed=3, **DIGITS)
+    )
+    assert a.ok
+    assert b.ok
+    assert a.val_accuracy == b.val_accuracy
+    assert a.train_loss == b.train_loss
+
+
+def test_diverged_training_is_reported(runtime: ToolRuntime) -> None:
+    out = train_model(runtime, TrainModelInput(code=EXPLODES, dataset="digits", epochs=3, **DIGITS))
+    assert not out.ok
+    assert out.diverged
+    assert out.error is not None
+    assert out.error.type == "NonFiniteLoss"
+    assert out.epochs_completed == 1
+
+
+def test_time_budget_stops_training(runtime: ToolRuntime) -> None:
+    out = train_model(
+        runtime,
+        TrainModelInput(code=CNN, dataset="digits", epochs=1000, time_budget_s=1.0, **DIGITS),
+    )
+    assert out.ok, out.error
+    assert out.stopped_by_budget
+    assert out.epochs_completed < 1000
+
+
+def test_arguments_must_match_the_dataset(runtime: ToolRuntime) -> None:
+    out = train_model(
+        runtime,
+        TrainModelInput(code=CNN, dataset="digits", input_shape=[3, 32, 32], num_classes=10),
+    )
+    assert not out.ok
+    assert out.error is not None
+    assert out.error.type == "ArgumentError"
+
+
+def test_unknown_dataset_raises(runtime: ToolRuntime) -> None:
+    with pytest.raises(DatasetNotFoundError, match="digits"):
+        train_model(runtime, TrainModelInput(code=CNN, dataset="no-such-data", **DIGITS))
+
+
+def test_tools_as_langchain_tools(runtime: ToolRuntime) -> None:
+    tools = {t.name: t for t in build_tools(runtime)}
+    assert set(tools) == {
+        "check_shapes",
+        "count_params",
+        "train_model",
+        "measure_energy",
+        "rulebook_advice",
+    }
+    out = CheckShapesOutput.model_validate(tools["check_shapes"].invoke({"code": LINEAR, **DIGITS}))
+    assert out.ok
+    trained = TrainModelOutput.model_validate(
+        tools["train_model"].invoke({"code": LINEAR, "dataset": "digits", "epochs": 1, **DIGITS})
+    )
+    assert trained.ok
+    for name in ("train_model", "measure_energy"):
+        schema = tools[name].tool_call_schema.model_json_schema()
+        assert {"code", "input_shape", "num_classes", "dataset"} <= set(schema["properties"])
+
+
+@pytest.mark.slow
+def test_malaria_small_cnn(local_sandbox: LocalSandbox, tmp_path: Path) -> None:
+    if not (SHARED / "malaria_rgb32_saugatapaul.npz").is_file():
+        pytest.skip(f"real malaria data not found in {SHARED}")
+    runtime = ToolRuntime(local_sandbox, Settings(home=tmp_path, data_dir=SHARED, device="cpu"))
+    shape = {"input_shape": [3, 32, 32], "num_classes": 2}
+    trained = train_model(
+        runtime,
+        TrainModelInput(
+            code=CNN, dataset="malaria", epochs=1, max_train=4000, max_val=1000, **shape
+        ),
+    )
+    assert trained.ok, trained.error
+    assert trained.val_accuracy is not None
+    assert trained.val_accuracy > 0.6
+    measured = measure_energy(
+        runtime,
+        MeasureEnergyInput(
+            code=CNN, dataset="malaria", weights_path=trained.weights_path, max_val=1000, **shape
+        ),
+    )
+    assert measured.ok, measured.error
+    assert measured.fps is not None
+    assert measured.fps > 0
