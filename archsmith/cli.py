@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -195,6 +195,223 @@ def _render_rulebook(book: Rulebook) -> None:
         )
         rules.add_row(r.id, when, " ".join(r.instructions), str(r.weight))
     out.print(rules)
+
+
+@app.command("datasets")
+def datasets_cmd(
+    data_dir: Annotated[
+        Path | None,
+        typer.Option("--data-dir", help="Where dataset files are (else $ARCHSMITH_DATA_DIR)."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+) -> None:
+    """List the datasets archsmith knows, and whether each is available here."""
+    from archsmith.data import REGISTRY, DatasetUnavailableError, locate_dataset
+
+    rows: list[dict[str, object]] = []
+    for info in REGISTRY.values():
+        try:
+            _, source, _ = locate_dataset(info.name, data_dir)
+            where, available = source.describe(), True
+        except DatasetUnavailableError as e:
+            where, available = str(e).splitlines()[0], False
+        rows.append(
+            {
+                "name": info.name,
+                "aliases": list(info.aliases),
+                "task": info.task.value,
+                "input_shape": list(info.input_shape),
+                "num_classes": info.num_classes,
+                "available": available,
+                "source": where,
+            }
+        )
+    if as_json:
+        out.print_json(json.dumps(rows))
+        return
+    info_shapes = {name: info.input_shape for name, info in REGISTRY.items()}
+    table = Table(title="Datasets", title_justify="left")
+    for col in ("name", "task", "shape", "classes", "available", "source / how to get it"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        table.add_row(
+            str(r["name"]),
+            str(r["task"]),
+            "x".join(str(d) for d in info_shapes[str(r["name"])]),
+            str(r["num_classes"]),
+            "yes" if r["available"] else "no",
+            str(r["source"]),
+        )
+    out.print(table)
+
+
+@app.command("evaluate")
+def evaluate_cmd(
+    model_file: Annotated[
+        Path, typer.Argument(help="A Python file defining build_model(input_shape, num_classes).")
+    ],
+    dataset: Annotated[str, typer.Option("--dataset", "-d", help="Dataset name or alias.")] = (
+        "digits"
+    ),
+    epochs: Annotated[int, typer.Option("--epochs", min=1, help="Training epochs.")] = 5,
+    budget: Annotated[
+        float | None, typer.Option("--budget", min=1, help="Training time limit (seconds).")
+    ] = None,
+    sandbox: Annotated[
+        str, typer.Option("--sandbox", help="Where the code runs: local or docker.")
+    ] = "local",
+    device: Annotated[
+        str | None, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")
+    ] = None,
+    data_dir: Annotated[
+        Path | None, typer.Option("--data-dir", help="Where dataset files are.")
+    ] = None,
+    max_train: Annotated[
+        int | None, typer.Option("--max-train", min=1, help="Use at most this many samples.")
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed", min=0)] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print every tool's output as JSON.")] = (
+        False
+    ),
+) -> None:
+    """Measure one model file the way the agent measures candidates, in the sandbox."""
+    from archsmith.config import Settings
+    from archsmith.data import DatasetNotFoundError, DatasetUnavailableError
+    from archsmith.sandbox import SandboxError, get_sandbox
+    from archsmith.tools.runtime import ToolRuntime
+
+    if sandbox not in ("local", "docker"):
+        raise _fail(InputError(f"--sandbox must be local or docker, not {sandbox!r}"))
+    try:
+        code = model_file.read_text(encoding="utf-8")
+    except OSError as e:
+        raise _fail(InputError(f"cannot read model file {model_file}: {e.strerror}")) from e
+    overrides: dict[str, object] = {"sandbox": sandbox}
+    if device:
+        overrides["device"] = device
+    if data_dir:
+        overrides["data_dir"] = data_dir
+    settings = Settings(**overrides)  # type: ignore[arg-type]
+    try:
+        box = get_sandbox(settings.sandbox, image=settings.sandbox_image)
+        runtime = ToolRuntime(box, settings)
+        with err.status(f"preparing {dataset} ..."):
+            data = runtime.prepare(dataset, max_train=max_train)
+        report = _evaluate(runtime, code, dataset, data.meta, epochs, budget, max_train, seed)
+    except (DatasetNotFoundError, DatasetUnavailableError) as e:
+        raise _fail(e) from e
+    except SandboxError as e:
+        err.print(f"[bold red]sandbox error:[/] {e}", highlight=False)
+        raise typer.Exit(1) from e
+    if as_json:
+        out.print_json(json.dumps(report))
+    failed = next((v for v in report.values() if not v.get("ok")), None)
+    if failed is not None:
+        error = failed.get("error") or {}
+        line = f" (line {error.get('line')})" if error.get("line") else ""
+        err.print(
+            f"[bold red]candidate failed:[/] {error.get('type')}{line}: {error.get('message')}"
+        )
+        raise typer.Exit(1)
+
+
+def _evaluate(
+    runtime: Any,
+    code: str,
+    dataset: str,
+    meta: dict[str, Any],
+    epochs: int,
+    budget: float | None,
+    max_train: int | None,
+    seed: int,
+) -> dict[str, dict[str, Any]]:
+    """check_shapes, count_params, train_model, measure_energy; stop at the first failure."""
+    from archsmith.tools.check_shapes import check_shapes
+    from archsmith.tools.count_params import count_params
+    from archsmith.tools.measure_energy import measure_energy
+    from archsmith.tools.schemas import (
+        CandidateInput,
+        CheckShapesInput,
+        MeasureEnergyInput,
+        TrainModelInput,
+    )
+    from archsmith.tools.train_model import train_model
+
+    base = {
+        "code": code,
+        "input_shape": list(meta["input_shape"]),
+        "num_classes": int(meta["num_classes"]),
+        "task": meta["task"],
+        "vocab_size": meta.get("vocab_size"),
+    }
+    report: dict[str, dict[str, Any]] = {}
+    with err.status("check_shapes ..."):
+        shapes = check_shapes(runtime, CheckShapesInput(**base))
+    report["check_shapes"] = shapes.model_dump(mode="json")
+    if not shapes.ok:
+        return report
+    with err.status("count_params ..."):
+        params = count_params(runtime, CandidateInput(**base))
+    report["count_params"] = params.model_dump(mode="json")
+    if not params.ok:
+        return report
+    err.print(
+        f"model: {params.params:,} parameters, {params.size_mb:.3f} MB,"
+        f" {params.flops_per_sample:,} FLOPs per sample"
+    )
+    with err.status(f"train_model: {epochs} epochs on {dataset} ({runtime.device}) ..."):
+        trained = train_model(
+            runtime,
+            TrainModelInput(
+                **base,
+                dataset=dataset,
+                epochs=epochs,
+                time_budget_s=budget,
+                max_train=max_train,
+                seed=seed,
+            ),
+        )
+    report["train_model"] = trained.model_dump(mode="json")
+    if not trained.ok:
+        return report
+    for h in trained.history:
+        err.print(
+            f"  epoch {h.epoch}: train acc {h.train_accuracy:.4f}, val acc {h.val_accuracy:.4f}"
+            f" ({h.seconds:.1f} s)"
+        )
+    with err.status("measure_energy ..."):
+        measured = measure_energy(
+            runtime,
+            MeasureEnergyInput(**base, dataset=dataset, weights_path=trained.weights_path),
+        )
+    report["measure_energy"] = measured.model_dump(mode="json")
+    table = Table(title=f"{dataset}: measured in the {runtime.sandbox.name} sandbox")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    table.add_column("source")
+    table.add_row("train accuracy (T_Acc)", f"{trained.train_accuracy:.4f}", "eval mode")
+    table.add_row("validation accuracy (V_Acc)", f"{trained.val_accuracy:.4f}", "")
+    table.add_row(
+        "training energy (T_E)",
+        f"{trained.train_energy_kwh_pue:.3g} kWh-PUE",
+        str(trained.train_energy_source),
+    )
+    if measured.ok:
+        table.add_row("throughput", f"{measured.fps:,.0f} FPS", f"batch {256}")
+        table.add_row("latency, batch 1", f"{measured.latency_ms:.3f} ms", "median")
+        table.add_row(
+            "validation energy (V_E)",
+            f"{measured.val_energy_kwh_pue:.3g} kWh-PUE",
+            str(measured.val_energy_source),
+        )
+        table.add_row(
+            "energy per image",
+            f"{measured.energy_per_image_j:.3g} J",
+            str(measured.val_energy_source),
+        )
+    out.print(table)
+    out.print(f"weights: {trained.weights_path}", soft_wrap=True)
+    return report
 
 
 def main() -> None:
