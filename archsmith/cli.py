@@ -297,7 +297,9 @@ def evaluate_cmd(
         runtime = ToolRuntime(box, settings)
         with err.status(f"preparing {dataset} ..."):
             data = runtime.prepare(dataset, max_train=max_train)
-        report = _evaluate(runtime, code, dataset, data.meta, epochs, budget, max_train, seed)
+        report = _evaluate(
+            runtime, code, dataset, data.meta, epochs, budget, max_train, seed, show=not as_json
+        )
     except (DatasetNotFoundError, DatasetUnavailableError) as e:
         raise _fail(e) from e
     except SandboxError as e:
@@ -324,6 +326,8 @@ def _evaluate(
     budget: float | None,
     max_train: int | None,
     seed: int,
+    *,
+    show: bool,
 ) -> dict[str, dict[str, Any]]:
     """check_shapes, count_params, train_model, measure_energy; stop at the first failure."""
     from archsmith.tools.check_shapes import check_shapes
@@ -385,6 +389,8 @@ def _evaluate(
             MeasureEnergyInput(**base, dataset=dataset, weights_path=trained.weights_path),
         )
     report["measure_energy"] = measured.model_dump(mode="json")
+    if not show:
+        return report
     table = Table(title=f"{dataset}: measured in the {runtime.sandbox.name} sandbox")
     table.add_column("metric")
     table.add_column("value", justify="right")

@@ -3,7 +3,7 @@
 The baseline runs the runner as a plain subprocess (no limits, no isolation) in the same process
 that times the backends, so the printed differences are the backends' own overhead.
 
-    .venv/bin/python benchmarks/sandbox_overhead.py [--repeats 7] [--docker-image archsmith-sandbox:ci]
+    .venv/bin/python benchmarks/sandbox_overhead.py [--repeats 7] [--docker-image IMAGE]
 """
 
 from __future__ import annotations

@@ -155,3 +155,79 @@ def test_custom_rulebook_and_bad_rulebook(tmp_path: Path) -> None:
     result = archsmith("advise", *example("paper_example"), "--rulebook", bad)
     assert result.returncode == 2
     assert "conflicts must be mutual" in result.stderr
+
+
+LINEAR_MODEL = """
+import torch.nn as nn
+
+def build_model(input_shape, num_classes):
+    c, h, w = input_shape
+    return nn.Sequential(nn.Flatten(), nn.Linear(c * h * w, num_classes))
+"""
+
+
+def _home_env(tmp_path: Path) -> dict[str, str]:
+    return {"ARCHSMITH_HOME": str(tmp_path / "home"), "ARCHSMITH_DEVICE": "cpu"}
+
+
+def archsmith_env(extra: dict[str, str], *args: str | Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "COLUMNS": "160", "NO_COLOR": "1", **extra}
+    return subprocess.run(
+        [str(SCRIPT), *map(str, args)], capture_output=True, text=True, env=env, timeout=600
+    )
+
+
+def test_datasets_lists_the_registry(tmp_path: Path) -> None:
+    result = archsmith_env(_home_env(tmp_path), "datasets", "--json", "--data-dir", tmp_path)
+    assert result.returncode == 0, result.stderr
+    rows = {r["name"]: r for r in json.loads(result.stdout)}
+    assert set(rows) == {
+        "digits", "synthetic", "malaria", "cifar10", "cifar100", "eurosat", "imagenet16-120",
+        "imdb",
+    }  # fmt: skip
+    assert rows["digits"]["available"] is True
+    assert rows["cifar100"]["available"] is False
+    assert "Looked in" in rows["cifar100"]["source"]
+
+
+def test_evaluate_a_model_file_on_digits(tmp_path: Path) -> None:
+    model = tmp_path / "model.py"
+    model.write_text(LINEAR_MODEL)
+    result = archsmith_env(
+        _home_env(tmp_path), "evaluate", model, "--dataset", "digits", "--epochs", "2", "--json"
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert list(report) == ["check_shapes", "count_params", "train_model", "measure_energy"]
+    assert report["count_params"]["params"] == 650
+    assert len(report["train_model"]["history"]) == 2
+    assert report["measure_energy"]["fps"] > 0
+    assert "epoch 2: train acc" in result.stderr
+
+
+def test_evaluate_reports_the_candidates_error(tmp_path: Path) -> None:
+    model = tmp_path / "model.py"
+    model.write_text(
+        "import torch.nn as nn\n\ndef build_model(s, n):\n    return nn.Linear(3, n)\n"
+    )
+    result = archsmith_env(_home_env(tmp_path), "evaluate", model, "--dataset", "digits")
+    assert result.returncode == 1
+    assert "candidate failed: RuntimeError" in " ".join(result.stderr.split())
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["evaluate", "missing.py"], "cannot read model file missing.py"),
+        (["evaluate", "{model}", "--dataset", "mnist-ish"], "unknown dataset"),
+        (["evaluate", "{model}", "--dataset", "cifar100", "--data-dir", "{tmp}"], "was not found"),
+        (["evaluate", "{model}", "--sandbox", "vm"], "--sandbox must be local or docker"),
+    ],
+)
+def test_evaluate_bad_input_exits_2(tmp_path: Path, args: list[str], message: str) -> None:
+    model = tmp_path / "model.py"
+    model.write_text(LINEAR_MODEL)
+    argv = [a.format(model=model, tmp=tmp_path) for a in args]
+    result = archsmith_env(_home_env(tmp_path), *argv)
+    assert result.returncode == 2, result.stderr
+    assert message in " ".join(result.stderr.split()).lower() or message in result.stderr
