@@ -11,8 +11,11 @@ framework itself (no sandbox program, an unwritable work directory, a runner tha
 from __future__ import annotations
 
 import json
+import logging
+import os
 import re
 import shutil
+import stat
 from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -39,6 +42,8 @@ __all__ = [
     "strip_host_paths",
     "truncate",
 ]
+
+log = logging.getLogger(__name__)
 
 JOB_FILE = "job.json"
 RESULT_FILE = "result.json"
@@ -161,6 +166,12 @@ def prepare_work_dir(
     dataset's path for a backend without mounts).
     """
     work_dir.mkdir(parents=True, exist_ok=True)
+    # A reused work directory must not hand an earlier (or forged) result to this job, and a link
+    # the previous job planted must not redirect what we write next.
+    for name in (RESULT_FILE, RESULT_FILE + ".tmp", CANDIDATE_FILE, JOB_FILE, *job.input_files):
+        target = work_dir / name
+        if target.is_symlink() or target.is_file():
+            target.unlink()
     (work_dir / CANDIDATE_FILE).write_text(job.code, encoding="utf-8")
     for name, src in job.input_files.items():
         if "/" in name or name in {JOB_FILE, RESULT_FILE, CANDIDATE_FILE, "", ".", ".."}:
@@ -184,16 +195,36 @@ def prepare_work_dir(
     return data
 
 
+#: A result larger than this is not the runner's (it writes a few kB); it is refused unread.
+MAX_RESULT_BYTES = 64 << 20
+
+
 def read_result(work_dir: Path) -> dict[str, Any] | None:
-    """The runner's ``result.json`` as data, or None when it wrote none (killed, crashed)."""
+    """The runner's ``result.json`` as data, or None when it wrote none (killed, crashed).
+
+    The work directory belongs to the job, so ``result.json`` may be hostile: a symbolic link to a
+    host file, a FIFO, or huge. It is opened without following links and read only when it is a
+    regular file of sane size.
+    """
     path = work_dir / RESULT_FILE
     try:
-        text = path.read_text(encoding="utf-8")
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except FileNotFoundError:
         return None
+    except OSError as e:  # ELOOP: a symbolic link planted by the job
+        log.warning("ignoring %s: %s", path, e.strerror)
+        return None
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_RESULT_BYTES:
+            log.warning(
+                "ignoring %s: not a regular file of at most %d bytes", path, MAX_RESULT_BYTES
+            )
+            return None
+        raw = f.read(MAX_RESULT_BYTES + 1)
     try:
-        data = json.loads(text)
-    except json.JSONDecodeError:
+        data = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
         return None
     return data if isinstance(data, dict) else None
 

@@ -35,14 +35,7 @@ def local_sandbox() -> LocalSandbox:
 def docker_sandbox() -> Sandbox:
     from archsmith.sandbox.docker import DockerSandbox, docker_available
 
-    ok, why = docker_available()
-    if ok:
-        try:
-            from archsmith.sandbox.docker import ensure_image
-
-            ensure_image(SANDBOX_IMAGE)
-        except Exception as e:  # noqa: BLE001 - any failure here means "no usable image"
-            ok, why = False, str(e)
+    ok, why = docker_available(image=SANDBOX_IMAGE)
     if not ok:
         if _require("ARCHSMITH_REQUIRE_DOCKER"):
             pytest.fail(f"Docker is required here (ARCHSMITH_REQUIRE_DOCKER=1): {why}")

@@ -257,3 +257,14 @@ class TestEscapes:
         tb = result.error.traceback or ""
         assert "/root" not in tb
         assert str(Path.cwd()) not in tb
+
+    def test_forged_result_link_is_not_followed(self, sandbox: Sandbox, tmp_path: Path) -> None:
+        forged = tmp_path / "forged.json"
+        forged.write_text('{"ok": true, "result": {"stolen": "FORGED-RESULT-1"}, "error": null}')
+        forged.chmod(0o644)
+        code = f"import os\nos.symlink({str(forged)!r}, 'result.json')\nos._exit(0)\n"
+        result, _ = run(sandbox, code)
+        assert not result.ok
+        assert "FORGED-RESULT-1" not in everything(result)
+        assert result.error is not None
+        assert result.error.type == "NoResult"
