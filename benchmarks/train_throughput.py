@@ -14,6 +14,7 @@ The malaria data comes from ``../shared/data`` (or ``--data-dir``); without it, 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import logging
 import statistics
 import sys
@@ -35,19 +36,16 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def small_cnn(channels: int, num_classes: int) -> nn.Module:
-    """The same small CNN for both loops."""
-    return nn.Sequential(
-        nn.Conv2d(channels, 32, 3, padding=1),
-        nn.BatchNorm2d(32),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
-        nn.Conv2d(32, 64, 3, padding=1),
-        nn.BatchNorm2d(64),
-        nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1),
-        nn.Flatten(),
-        nn.Linear(64, num_classes),
+    """The README's example CNN (examples/models/small_cnn.py), the same for both loops."""
+    spec = importlib.util.spec_from_file_location(
+        "small_cnn", REPO / "examples/models/small_cnn.py"
     )
+    if spec is None or spec.loader is None:
+        raise FileNotFoundError("examples/models/small_cnn.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    model: nn.Module = module.build_model((channels, 32, 32), num_classes)
+    return model
 
 
 class UserDataset(Dataset[tuple[torch.Tensor, int]]):

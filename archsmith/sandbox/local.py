@@ -160,10 +160,12 @@ class LocalSandbox:
         for f in ("/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/localtime", "/etc/nsswitch.conf"):
             if os.path.exists(f):
                 argv += ["--ro-bind", f, f]
-        package_dir = str(Path(archsmith.__file__).resolve().parent)
-        for d in {sys.base_prefix, sys.prefix, package_dir}:
-            argv += ["--ro-bind", d, d]
+        # The private /tmp first: the interpreter, the venv or the package may live under /tmp
+        # (a CI checkout does), and a later tmpfs would hide their mounts.
         argv += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+        package_dir = str(Path(archsmith.__file__).resolve().parent)
+        for d in sorted({sys.base_prefix, sys.prefix, package_dir}):
+            argv += ["--ro-bind", d, d]
         argv += ["--bind", str(work_dir), SANDBOX_WORK]
         if job.dataset_path is not None:
             argv += ["--ro-bind", str(job.dataset_path), f"{SANDBOX_DATA}/{job.dataset_path.name}"]

@@ -127,6 +127,14 @@ def _load_data(job: dict[str, Any]) -> Any:
     return load_prepared(Path(path))
 
 
+def _setup(job: dict[str, Any]) -> tuple[torch.device, Any, bool]:
+    """Device, all cores for torch, and the prepared dataset (with whether it is text)."""
+    device = _device(job)
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    data = _load_data(job)
+    return device, data, data.task == "text_classification"
+
+
 def _meter(job: dict[str, Any], args: dict[str, Any]) -> Any:
     from archsmith.energy import make_meter
 
@@ -148,10 +156,7 @@ def op_train_model(
     """Train with the recipe of ``archsmith.training``, measure its energy, save the weights."""
     from archsmith.training import DeviceData, TrainConfig, train
 
-    device = _device(job)
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
-    data = _load_data(job)
-    is_text = data.task == "text_classification"
+    device, data, is_text = _setup(job)
     cfg = TrainConfig(
         epochs=int(args.get("epochs", 5)),
         batch_size=int(args.get("batch_size", 128)),
@@ -206,10 +211,7 @@ def op_measure_energy(
     """Inference on the validation split: FPS, batch-1 latency, energy per image and in total."""
     from archsmith.training import DeviceData, evaluate
 
-    device = _device(job)
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
-    data = _load_data(job)
-    is_text = data.task == "text_classification"
+    device, data, is_text = _setup(job)
     model = build(candidate, list(data.input_shape), data.num_classes)
     weights = work_dir / str(args.get("weights_file", WEIGHTS_FILE))
     if weights.exists():

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from langchain_core.tools import StructuredTool
 
-from archsmith.tools.runtime import ToolRuntime, tool_error
+from archsmith.tools.runtime import ToolRuntime, bind_tool, tool_error
 from archsmith.tools.schemas import CheckShapesInput, CheckShapesOutput
 
 __all__ = ["check_shapes", "make_check_shapes_tool"]
@@ -29,15 +27,12 @@ def check_shapes(runtime: ToolRuntime, inp: CheckShapesInput) -> CheckShapesOutp
 
 def make_check_shapes_tool(runtime: ToolRuntime) -> StructuredTool:
     """``check_shapes`` as a LangChain tool bound to ``runtime``."""
-
-    def run(**kwargs: Any) -> dict[str, Any]:
-        return check_shapes(runtime, CheckShapesInput(**kwargs)).model_dump(mode="json")
-
-    return StructuredTool.from_function(
-        func=run,
-        name="check_shapes",
-        args_schema=CheckShapesInput,
-        description=(
+    return bind_tool(
+        runtime,
+        "check_shapes",
+        CheckShapesInput,
+        check_shapes,
+        (
             "Build the candidate model in the sandbox and run a forward pass on a dummy batch;"
             " report the output shape and whether it is (batch, num_classes)."
         ),

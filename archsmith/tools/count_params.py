@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from langchain_core.tools import StructuredTool
 
-from archsmith.tools.runtime import ToolRuntime, tool_error
+from archsmith.tools.runtime import ToolRuntime, bind_tool, tool_error
 from archsmith.tools.schemas import CandidateInput, CountParamsOutput
 
 __all__ = ["count_params", "make_count_params_tool"]
@@ -29,15 +27,12 @@ def count_params(runtime: ToolRuntime, inp: CandidateInput) -> CountParamsOutput
 
 def make_count_params_tool(runtime: ToolRuntime) -> StructuredTool:
     """``count_params`` as a LangChain tool bound to ``runtime``."""
-
-    def run(**kwargs: Any) -> dict[str, Any]:
-        return count_params(runtime, CandidateInput(**kwargs)).model_dump(mode="json")
-
-    return StructuredTool.from_function(
-        func=run,
-        name="count_params",
-        args_schema=CandidateInput,
-        description=(
+    return bind_tool(
+        runtime,
+        "count_params",
+        CandidateInput,
+        count_params,
+        (
             "Count the candidate's parameters (all and trainable), its size in MB and its FLOPs"
             " per sample, measured in the sandbox."
         ),

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from langchain_core.tools import StructuredTool
 
 from archsmith.sandbox.ops import WEIGHTS_FILE
-from archsmith.tools.runtime import ToolRuntime, tool_error
+from archsmith.tools.runtime import ToolRuntime, bind_tool, tool_error
 from archsmith.tools.schemas import MeasureEnergyInput, MeasureEnergyOutput
 from archsmith.tools.train_model import argument_error
 
@@ -35,15 +33,12 @@ def measure_energy(runtime: ToolRuntime, inp: MeasureEnergyInput) -> MeasureEner
 
 def make_measure_energy_tool(runtime: ToolRuntime) -> StructuredTool:
     """``measure_energy`` as a LangChain tool bound to ``runtime``."""
-
-    def run(**kwargs: Any) -> dict[str, Any]:
-        return measure_energy(runtime, MeasureEnergyInput(**kwargs)).model_dump(mode="json")
-
-    return StructuredTool.from_function(
-        func=run,
-        name="measure_energy",
-        args_schema=MeasureEnergyInput,
-        description=(
+    return bind_tool(
+        runtime,
+        "measure_energy",
+        MeasureEnergyInput,
+        measure_energy,
+        (
             "Run the trained candidate over the validation split in the sandbox: throughput FPS,"
             " batch-1 latency, energy per image and for the validation pass in joules and kWh-PUE,"
             " each energy figure labelled nvml, rapl or estimate."

@@ -11,16 +11,22 @@ import json
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+from langchain_core.tools import StructuredTool
+from pydantic import BaseModel
 
 from archsmith.config import Settings
 from archsmith.sandbox.base import Sandbox, SandboxJob, SandboxLimits, SandboxResult, ToolName
 from archsmith.tools.schemas import ToolError
 
-__all__ = ["PreparedRef", "ToolRuntime", "tool_error"]
+__all__ = ["PreparedRef", "ToolRuntime", "bind_tool", "tool_error"]
 
 log = logging.getLogger(__name__)
+
+_In = TypeVar("_In", bound=BaseModel)
 
 
 class PreparedRef:
@@ -137,3 +143,23 @@ class ToolRuntime:
                 json.dumps(result.model_dump(mode="json"), indent=1), encoding="utf-8"
             )
         return result
+
+
+def bind_tool(
+    runtime: ToolRuntime,
+    name: str,
+    schema: type[_In],
+    fn: Callable[[ToolRuntime, _In], BaseModel],
+    description: str,
+) -> StructuredTool:
+    """A LangChain tool named ``name`` whose validated input runs ``fn`` on ``runtime``.
+
+    The tool returns the output model as JSON data, so a ToolMessage carries it verbatim.
+    """
+
+    def run(**kwargs: Any) -> dict[str, Any]:
+        return fn(runtime, schema(**kwargs)).model_dump(mode="json")
+
+    return StructuredTool.from_function(
+        func=run, name=name, args_schema=schema, description=description
+    )

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from langchain_core.tools import StructuredTool
 
 from archsmith.sandbox.ops import WEIGHTS_FILE
-from archsmith.tools.runtime import PreparedRef, ToolRuntime, tool_error
-from archsmith.tools.schemas import ToolError, TrainModelInput, TrainModelOutput
+from archsmith.tools.runtime import PreparedRef, ToolRuntime, bind_tool, tool_error
+from archsmith.tools.schemas import (
+    MeasureEnergyInput,
+    ToolError,
+    TrainModelInput,
+    TrainModelOutput,
+)
 
 __all__ = ["argument_error", "make_train_model_tool", "train_model"]
 
 
-def argument_error(inp: Any, data: PreparedRef) -> ToolError | None:
+def argument_error(
+    inp: TrainModelInput | MeasureEnergyInput, data: PreparedRef
+) -> ToolError | None:
     """The candidate's declared shapes must be the dataset's, or training would be meaningless."""
     if list(inp.input_shape) != data.input_shape or inp.num_classes != data.num_classes:
         return ToolError(
@@ -53,15 +58,12 @@ def train_model(runtime: ToolRuntime, inp: TrainModelInput) -> TrainModelOutput:
 
 def make_train_model_tool(runtime: ToolRuntime) -> StructuredTool:
     """``train_model`` as a LangChain tool bound to ``runtime``."""
-
-    def run(**kwargs: Any) -> dict[str, Any]:
-        return train_model(runtime, TrainModelInput(**kwargs)).model_dump(mode="json")
-
-    return StructuredTool.from_function(
-        func=run,
-        name="train_model",
-        args_schema=TrainModelInput,
-        description=(
+    return bind_tool(
+        runtime,
+        "train_model",
+        TrainModelInput,
+        train_model,
+        (
             "Train the candidate on a dataset with the paper's recipe (SGD 0.025, cosine, batch"
             " 128, rotation/flip/crop; Adam 1e-3 for text) in the sandbox; return accuracy and"
             " loss per epoch, training energy with its source, and the saved weights' path."

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 
 import pytest
@@ -85,3 +86,15 @@ def test_no_cgroup_filesystem_falls_back_with_a_reason(
     group, why = cgroups.create_job_cgroup(1 << 30, 64)
     assert group is None
     assert "no cgroup filesystem" in why
+
+
+def test_private_tmp_is_mounted_before_the_python_it_might_hide(
+    local_sandbox: LocalSandbox, tmp_path: Path
+) -> None:
+    # A checkout under /tmp (CI's) keeps its venv and package visible inside the sandbox.
+    assert local_sandbox.bwrap is not None
+    argv = local_sandbox._bwrap_argv(local_sandbox.bwrap, SandboxJob(tool="selftest"), tmp_path, {})
+    tmpfs = argv.index("--tmpfs")
+    binds = [i for i, a in enumerate(argv) if a == "--ro-bind" and argv[i + 1] == sys.prefix]
+    assert binds
+    assert binds[0] > tmpfs
