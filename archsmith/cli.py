@@ -420,6 +420,181 @@ def _evaluate(
     return report
 
 
+def _llm_value(llm: str | None) -> str:
+    from archsmith.agents.llm import default_llm, parse_llm
+
+    value = llm or default_llm()
+    parse_llm(value)
+    return value
+
+
+@app.command("plan")
+def plan_cmd(
+    request: Annotated[str, typer.Argument(help='What to build, e.g. "a 1000-FPS malaria model".')],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the TaskSpec as JSON.")] = False,
+    llm: Annotated[
+        str | None, typer.Option("--llm", help="offline, openai:MODEL or gemini:MODEL.")
+    ] = None,
+    base_url: Annotated[
+        str | None, typer.Option("--base-url", help="An OpenAI-compatible server's URL.")
+    ] = None,
+) -> None:
+    """Show the TaskSpec a request becomes, and every assumption made; runs nothing."""
+    from archsmith.agents.llm import make_llm
+    from archsmith.agents.planner import plan
+
+    try:
+        value = _llm_value(llm)
+        result = plan(request, make_llm(value, base_url=base_url))
+    except InputError as e:
+        raise _fail(e) from e
+    if as_json:
+        out.print_json(result.spec.model_dump_json())
+        return
+    _render_plan(result.spec.model_dump(mode="json"), result.assumptions, result.source)
+
+
+def _render_plan(spec: dict[str, Any], assumptions: list[str], source: str) -> None:
+    from archsmith.spec import TaskSpec
+
+    symbols = TaskSpec.symbols()
+    table = Table(title=f"TaskSpec (planner: {source})", title_justify="left")
+    table.add_column("field")
+    table.add_column("paper")
+    table.add_column("value", overflow="fold")
+    for key, value in spec.items():
+        table.add_row(key, symbols.get(key, ""), json.dumps(value))
+    out.print(table)
+    for a in assumptions:
+        out.print(f"assumed: {a}", highlight=False)
+
+
+@app.command("run")
+def run_cmd(
+    request: Annotated[str, typer.Argument(help='What to build, e.g. "a 1000-FPS malaria model".')],
+    iterations: Annotated[int, typer.Option("--iterations", "-n", min=1)] = 10,
+    budget: Annotated[
+        str | None, typer.Option("--budget", help="Wall-clock budget: 600, 30m, 2h.")
+    ] = None,
+    llm: Annotated[
+        str | None,
+        typer.Option("--llm", help="offline, openai:MODEL or gemini:MODEL (default: by key)."),
+    ] = None,
+    base_url: Annotated[
+        str | None, typer.Option("--base-url", help="An OpenAI-compatible server's URL.")
+    ] = None,
+    sandbox: Annotated[str, typer.Option("--sandbox", help="local or docker.")] = "local",
+    device: Annotated[str | None, typer.Option("--device", help="auto, cpu, cuda.")] = None,
+    data_dir: Annotated[Path | None, typer.Option("--data-dir")] = None,
+    epochs: Annotated[int, typer.Option("--epochs", min=1, help="Epochs per candidate.")] = 5,
+    patience: Annotated[
+        int | None, typer.Option("--patience", min=1, help="Stop after N rounds without a gain.")
+    ] = None,
+    max_train: Annotated[int | None, typer.Option("--max-train", min=1)] = None,
+    max_val: Annotated[int | None, typer.Option("--max-val", min=1)] = None,
+    checkpoint_url: Annotated[
+        str | None,
+        typer.Option("--checkpoint-url", help="postgresql://... (default: SQLite in the run)."),
+    ] = None,
+) -> None:
+    """Discover a model for a request in plain words (the LEMONADE loop)."""
+    from archsmith.agents.llm import describe_llm, make_llm
+    from archsmith.agents.planner import plan
+    from archsmith.agents.session import new_meta, parse_duration, start_run
+    from archsmith.config import Settings
+    from archsmith.data import prepare_dataset
+
+    if sandbox not in ("local", "docker"):
+        raise _fail(InputError(f"--sandbox must be local or docker, not {sandbox!r}"))
+    try:
+        value = _llm_value(llm)
+        budget_s = parse_duration(budget) if budget else None
+        planned = plan(request, make_llm(value, base_url=base_url))
+        overrides: dict[str, Any] = {"sandbox": sandbox}
+        if device:
+            overrides["device"] = device
+        if data_dir:
+            overrides["data_dir"] = data_dir
+        settings = Settings(**overrides)
+        spec = planned.spec
+        # Fail now, not after the first candidate, when the data is not there.
+        with err.status(f"preparing {spec.dataset} ..."):
+            prepare_dataset(
+                spec.dataset, settings.data_dir, settings.cache_dir,
+                max_train=max_train, max_val=max_val,
+            )  # fmt: skip
+    except InputError as e:
+        raise _fail(e) from e
+    meta = new_meta(
+        request, value, base_url=base_url, sandbox=sandbox,
+        device=settings.resolve_device(), data_dir=settings.data_dir, epochs=epochs,
+        iterations=iterations, budget_s=budget_s, patience=patience, max_train=max_train,
+        max_val=max_val,
+    )  # fmt: skip
+    out.print(f"run [bold]{meta.run_id}[/]: {request}", highlight=False)
+    out.print(f"architect: {describe_llm(value)}; sandbox: {sandbox}; device: {meta.device}")
+    _render_plan(planned.spec.model_dump(mode="json"), planned.assumptions, planned.source)
+    _execute(
+        lambda: start_run(
+            meta,
+            settings,
+            planned.spec.model_dump(mode="json"),
+            planned.assumptions,
+            planned.source,
+            out,
+            checkpoint_url=checkpoint_url,
+        ),
+        meta.run_id,
+        settings,
+    )
+
+
+def _execute(start: Any, run_id: str, settings: Any) -> None:
+    from archsmith.agents.runs import run_dir
+    from archsmith.sandbox import SandboxError
+
+    try:
+        state = start()
+    except KeyboardInterrupt:
+        err.print(f"\ninterrupted; resume with: archsmith resume {run_id}")
+        raise typer.Exit(130) from None
+    except InputError as e:
+        raise _fail(e) from e
+    except SandboxError as e:
+        err.print(f"[bold red]sandbox error:[/] {e}", highlight=False)
+        raise typer.Exit(1) from e
+    best = state.get("best")
+    directory = run_dir(settings.home, run_id)
+    if best:
+        m = best["metrics"]
+        out.print(
+            f"best: iteration {best['iteration']} ({best['summary']}), val acc"
+            f" {m['val_accuracy']:.4f}, {m['fps']:,.0f} FPS, CM {best['combined_metric']:.4f}",
+            highlight=False,
+        )
+        out.print(f"code: {directory / 'best_model.py'}", soft_wrap=True)
+        if best.get("weights_path"):
+            out.print(f"weights: {best['weights_path']}", soft_wrap=True)
+    else:
+        out.print("no candidate was evaluated successfully")
+    out.print(f"run directory: {directory}", soft_wrap=True)
+
+
+@app.command("resume")
+def resume_cmd(
+    run_id: Annotated[str, typer.Argument(help="The run to continue.")],
+    checkpoint_url: Annotated[str | None, typer.Option("--checkpoint-url")] = None,
+) -> None:
+    """Continue a run stopped by Ctrl-C, a crash or kill -9, from its last completed step."""
+    from archsmith.agents.session import resume_run
+    from archsmith.config import Settings
+
+    settings = Settings()
+    _execute(
+        lambda: resume_run(run_id, settings, out, checkpoint_url=checkpoint_url), run_id, settings
+    )
+
+
 def main() -> None:
     """Entry point of the console script."""
     app()

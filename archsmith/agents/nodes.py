@@ -1,0 +1,314 @@
+"""The graph's nodes: plain functions ``(state, runtime) -> dict`` returning only what they change.
+
+planner -> architect -> validate -> evaluate -> critic, with code_fixer between a failure and the
+next validation, and record_failure when the fixer's attempts are spent (the loop goes on).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from langgraph.runtime import Runtime
+
+from archsmith.agents.interfaces import ArchitectProposal
+from archsmith.agents.state import AgentContext, AgentState, Candidate
+from archsmith.spec import TaskSpec
+from archsmith.tools.check_shapes import check_shapes
+from archsmith.tools.count_params import count_params
+from archsmith.tools.measure_energy import measure_energy
+from archsmith.tools.rulebook_advice import advise
+from archsmith.tools.schemas import (
+    CandidateInput,
+    CheckShapesInput,
+    EvaluationMetrics,
+    MeasureEnergyInput,
+    TrainModelInput,
+)
+from archsmith.tools.train_model import train_model
+
+__all__ = [
+    "architect",
+    "code_fixer",
+    "critic",
+    "evaluate",
+    "planner",
+    "record_failure",
+    "validate",
+]
+
+log = logging.getLogger(__name__)
+
+
+def _spec(state: AgentState) -> TaskSpec:
+    return TaskSpec.model_validate(state["spec"])
+
+
+def _candidate(p: ArchitectProposal) -> Candidate:
+    return {"code": p.code, "summary": p.summary, "arch": p.arch, "applied": list(p.applied)}
+
+
+def _calls(p: ArchitectProposal, iteration: int, role: str) -> list[dict[str, Any]]:
+    return [
+        {**c.model_dump(mode="json"), "iteration": iteration, "role": role} for c in p.llm_calls
+    ]
+
+
+def planner(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
+    """Turn the request into a validated TaskSpec, unless the run was started with one."""
+    updates: dict[str, Any] = {"started_at": state.get("started_at") or time.time()}
+    if state.get("spec"):
+        return updates
+    from archsmith.agents.planner import plan
+
+    result = plan(state["request"], runtime.context.llm)
+    return {
+        **updates,
+        "spec": result.spec.model_dump(mode="json"),
+        "assumptions": result.assumptions,
+        "planner": result.source,
+    }
+
+
+def architect(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
+    """Ask the architect for the next candidate."""
+    iteration = state.get("iteration", 0) + 1
+    proposal = runtime.context.architect.propose(
+        _spec(state),
+        state.get("instructions", []),
+        state.get("best"),
+        state.get("history", []),
+        iteration,
+    )
+    return {
+        "iteration": iteration,
+        "iteration_started": time.time(),
+        "candidate": _candidate(proposal),
+        "fix_attempts": 0,
+        "fixes": [],
+        "error": None,
+        "error_stage": None,
+        "validation": None,
+        "evaluation": None,
+        "llm_calls": _calls(proposal, iteration, "architect"),
+    }
+
+
+def _base_input(spec: TaskSpec, code: str) -> dict[str, Any]:
+    return {
+        "code": code,
+        "input_shape": list(spec.input_shape),
+        "num_classes": spec.num_classes,
+        "task": spec.task.value,
+    }
+
+
+def validate(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
+    """check_shapes and count_params in the sandbox; a failure is data for the code fixer."""
+    spec = _spec(state)
+    cand = state["candidate"]
+    if cand is None:
+        raise RuntimeError("validate reached without a candidate")
+    tools = runtime.context.tools
+    base = _base_input(spec, cand["code"])
+    vocab = _vocab_size(runtime.context, spec)
+    if vocab is not None:
+        base["vocab_size"] = vocab
+    shapes = check_shapes(tools, CheckShapesInput(**base))
+    if not shapes.ok:
+        return {"error": _err(shapes.error), "error_stage": "check_shapes"}
+    params = count_params(tools, CandidateInput(**base))
+    if not params.ok:
+        return {"error": _err(params.error), "error_stage": "count_params"}
+    return {
+        "error": None,
+        "error_stage": None,
+        "validation": {
+            "output_shape": shapes.output_shape,
+            "params": params.params,
+            "trainable_params": params.trainable_params,
+            "size_mb": params.size_mb,
+            "flops_per_sample": params.flops_per_sample,
+        },
+    }
+
+
+def _vocab_size(ctx: AgentContext, spec: TaskSpec) -> int | None:
+    if spec.task.value != "text_classification":
+        return None
+    ref = ctx.tools.prepare(spec.dataset, max_train=ctx.max_train, max_val=ctx.max_val)
+    vocab = ref.meta.get("vocab_size")
+    return int(vocab) if vocab is not None else None
+
+
+def _err(error: Any) -> dict[str, Any]:
+    if error is None:
+        return {"type": "Unknown", "message": "the tool failed without saying why", "line": None}
+    data: dict[str, Any] = error.model_dump(mode="json")
+    return data
+
+
+def evaluate(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
+    """train_model, then measure_energy; a diverged run goes to the critic, which acts on it."""
+    spec = _spec(state)
+    cand = state["candidate"]
+    if cand is None:
+        raise RuntimeError("evaluate reached without a candidate")
+    ctx = runtime.context
+    base = _base_input(spec, cand["code"])
+    trained = train_model(
+        ctx.tools,
+        TrainModelInput(
+            **base,
+            dataset=spec.dataset,
+            epochs=ctx.epochs,
+            time_budget_s=ctx.train_time_budget_s,
+            seed=state.get("iteration", 0),
+            max_train=ctx.max_train,
+            max_val=ctx.max_val,
+        ),
+    )
+    if not trained.ok and not trained.diverged:
+        return {"error": _err(trained.error), "error_stage": "train_model"}
+    evaluation: dict[str, Any] = {"train": trained.model_dump(mode="json")}
+    if trained.diverged:
+        evaluation["measure"] = None
+        return {"error": None, "error_stage": None, "evaluation": evaluation}
+    measured = measure_energy(
+        ctx.tools,
+        MeasureEnergyInput(
+            **base, dataset=spec.dataset, weights_path=trained.weights_path, max_val=ctx.max_val
+        ),
+    )
+    if not measured.ok:
+        return {"error": _err(measured.error), "error_stage": "measure_energy"}
+    evaluation["measure"] = measured.model_dump(mode="json")
+    return {"error": None, "error_stage": None, "evaluation": evaluation}
+
+
+def code_fixer(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
+    """Repair the failing candidate (LLM, or the offline architect's smaller edit)."""
+    cand = state["candidate"]
+    error = state.get("error") or {}
+    if cand is None:
+        raise RuntimeError("code_fixer reached without a candidate")
+    attempt = state.get("fix_attempts", 0) + 1
+    proposal = runtime.context.architect.repair(
+        _spec(state),
+        ArchitectProposal(
+            code=cand["code"], summary=cand["summary"], arch=cand["arch"], applied=cand["applied"]
+        ),
+        error,
+        state.get("best"),
+        attempt,
+    )
+    fix = {"attempt": attempt, "stage": state.get("error_stage"), "error": error}
+    return {
+        "candidate": _candidate(proposal),
+        "fix_attempts": attempt,
+        "fixes": [*state.get("fixes", []), fix],
+        "error": None,
+        "llm_calls": _calls(proposal, state.get("iteration", 0), "code_fixer"),
+    }
+
+
+def record_failure(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
+    """The fixer's attempts are spent: record the candidate as failed, with why, and go on."""
+    error = state.get("error") or {}
+    entry = _history_entry(state, status="failed")
+    entry["error"] = {**error, "stage": state.get("error_stage")}
+    log.info("iteration %d failed: %s", entry["iteration"], error.get("message"))
+    return {**_stop_update(state, entry, improved=False), "history": [entry]}
+
+
+def _history_entry(state: AgentState, *, status: str) -> dict[str, Any]:
+    cand = state.get("candidate")
+    started = state.get("iteration_started") or time.time()
+    return {
+        "iteration": state.get("iteration", 0),
+        "status": status,
+        "summary": cand["summary"] if cand else "",
+        "applied": cand["applied"] if cand else [],
+        "arch": cand["arch"] if cand else None,
+        "code": cand["code"] if cand else "",
+        "fixes": state.get("fixes", []),
+        "validation": state.get("validation"),
+        "seconds": time.time() - started,
+    }
+
+
+def _stop_update(state: AgentState, entry: dict[str, Any], *, improved: bool) -> dict[str, Any]:
+    elapsed = state.get("elapsed_s", 0.0) + float(entry["seconds"])
+    stale = 0 if improved else state.get("stale_iterations", 0) + 1
+    reason = None
+    if state.get("iteration", 0) >= state.get("max_iterations", 10):
+        reason = f"reached {state.get('max_iterations', 10)} iterations"
+    budget = state.get("budget_s")
+    if reason is None and budget is not None and elapsed >= budget:
+        reason = f"time budget of {budget:g} s spent ({elapsed:.0f} s)"
+    patience = state.get("patience")
+    if reason is None and patience is not None and stale >= patience:
+        reason = f"no better candidate in {stale} iterations (patience {patience})"
+    return {"elapsed_s": elapsed, "stale_iterations": stale, "stop_reason": reason}
+
+
+def critic(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
+    """Deterministic: the rulebook turns the metrics into instructions, CM picks the best."""
+    spec = _spec(state)
+    evaluation = state.get("evaluation") or {}
+    train = evaluation.get("train") or {}
+    measure = evaluation.get("measure") or {}
+    validation = state.get("validation") or {}
+    metrics = EvaluationMetrics(
+        train_accuracy=train.get("train_accuracy") or 0.0,
+        val_accuracy=train.get("val_accuracy") or 0.0,
+        train_energy_kwh_pue=train.get("train_energy_kwh_pue") or 0.0,
+        val_energy_kwh_pue=measure.get("val_energy_kwh_pue") or 0.0,
+        fps=measure.get("fps") or 0.0,
+        params=int(validation.get("params") or 0),
+        latency_ms=measure.get("latency_ms"),
+        model_size_mb=validation.get("size_mb"),
+        diverged=bool(train.get("diverged")),
+    )
+    advice = advise(metrics, spec)
+    entry = _history_entry(state, status="diverged" if metrics.is_diverged else "evaluated")
+    entry.update(
+        {
+            "metrics": metrics.model_dump(mode="json"),
+            "combined_metric": advice.combined_metric,
+            "instructions": [i.model_dump(mode="json") for i in advice.instructions],
+            "fired_rules": [r.model_dump(mode="json") for r in advice.fired_rules],
+            "dropped": [d.model_dump(mode="json") for d in advice.dropped],
+            "targets_met": advice.targets_met,
+            "energy_sources": {
+                "train": train.get("train_energy_source"),
+                "val": measure.get("val_energy_source"),
+            },
+            "weights_path": train.get("weights_path"),
+        }
+    )
+    best = state.get("best")
+    improved = not metrics.is_diverged and (
+        best is None or advice.combined_metric > float(best["combined_metric"])
+    )
+    entry["is_best"] = improved
+    updates = _stop_update(state, entry, improved=improved)
+    if improved:
+        best = {
+            "iteration": entry["iteration"],
+            "code": entry["code"],
+            "arch": entry["arch"],
+            "summary": entry["summary"],
+            "metrics": entry["metrics"],
+            "combined_metric": advice.combined_metric,
+            "weights_path": entry["weights_path"],
+        }
+    if updates["stop_reason"] is None and advice.targets_met and not metrics.is_diverged:
+        updates["stop_reason"] = "every prioritised target is met"
+    return {
+        **updates,
+        "best": best,
+        "instructions": entry["instructions"],
+        "history": [entry],
+    }

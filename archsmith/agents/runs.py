@@ -1,0 +1,178 @@
+"""Runs that survive: one directory per run, a checkpointer, and the loop driven step by step.
+
+The LangGraph checkpointer saves the state after every node, so a run stopped by Ctrl-C or
+``kill -9`` resumes from its last completed step: an iteration that finished is never lost or run
+twice; one that was cut short is redone from its last completed node. SQLite in the run's directory
+by default; PostgreSQL by URL.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from pydantic import BaseModel, ConfigDict, Field
+
+from archsmith.agents.graph import build_graph
+from archsmith.agents.state import AgentContext, AgentState
+from archsmith.errors import InputError
+
+__all__ = [
+    "RunMeta",
+    "drive",
+    "load_meta",
+    "new_run_id",
+    "open_checkpointer",
+    "redact_url",
+    "run_dir",
+    "save_meta",
+]
+
+log = logging.getLogger(__name__)
+META_FILE = "run.json"
+CHECKPOINT_FILE = "checkpoints.sqlite"
+
+
+class RunMeta(BaseModel):
+    """What a run was asked to do and how far it got; enough to resume it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    run_id: str
+    request: str
+    llm: str
+    base_url: str | None = None
+    sandbox: str = "local"
+    device: str = "cpu"
+    data_dir: str | None = None
+    epochs: int = 5
+    iterations: int = 10
+    budget_s: float | None = None
+    patience: int | None = None
+    max_train: int | None = None
+    max_val: int | None = None
+    max_fix_attempts: int = 3
+    checkpoint_url: str | None = Field(default=None, description="Password redacted.")
+    status: str = "created"
+    stop_reason: str | None = None
+    created_at: float = Field(default_factory=time.time)
+    updated_at: float = Field(default_factory=time.time)
+    pid: int | None = None
+
+
+def new_run_id() -> str:
+    """Sortable and unique enough for one user's runs: time plus random suffix."""
+    return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
+
+
+def run_dir(home: Path, run_id: str) -> Path:
+    """Where a run's files live."""
+    return home / "runs" / run_id
+
+
+def save_meta(directory: Path, meta: RunMeta) -> None:
+    """Write run.json atomically: a crash leaves the old file or the new one, never half."""
+    meta.updated_at = time.time()
+    directory.mkdir(parents=True, exist_ok=True)
+    tmp = directory / (META_FILE + ".tmp")
+    tmp.write_text(meta.model_dump_json(indent=2), encoding="utf-8")
+    os.replace(tmp, directory / META_FILE)
+
+
+def load_meta(home: Path, run_id: str) -> RunMeta:
+    """The run's metadata, or an InputError that lists the runs that exist."""
+    path = run_dir(home, run_id) / META_FILE
+    if not path.is_file():
+        known = sorted(p.name for p in (home / "runs").glob("*") if (p / META_FILE).is_file())
+        hint = f"; known runs: {', '.join(known[-10:])}" if known else "; there are no runs yet"
+        raise InputError(f"no run {run_id!r} in {home / 'runs'}{hint}")
+    try:
+        return RunMeta.model_validate_json(path.read_text(encoding="utf-8"))
+    except ValueError as e:
+        raise InputError(f"run {run_id}: {path} is damaged ({e})") from e
+
+
+def redact_url(url: str) -> str:
+    """The URL without its password, safe to store and print."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+@contextmanager
+def open_checkpointer(directory: Path, url: str | None) -> Iterator[BaseCheckpointSaver[Any]]:
+    """SQLite in the run's directory, or PostgreSQL at ``url`` (tables created on first use)."""
+    if url:
+        import psycopg
+        from langgraph.checkpoint.postgres import PostgresSaver
+
+        with ExitStack() as stack:
+            try:
+                saver = stack.enter_context(PostgresSaver.from_conn_string(url))
+                saver.setup()
+            except psycopg.Error as e:
+                raise InputError(
+                    f"cannot use the PostgreSQL checkpointer at {redact_url(url)}: {e}"
+                ) from e
+            yield saver
+        return
+    from langgraph.checkpoint.sqlite import SqliteSaver
+
+    directory.mkdir(parents=True, exist_ok=True)
+    with SqliteSaver.from_conn_string(str(directory / CHECKPOINT_FILE)) as sqlite_saver:
+        yield sqlite_saver
+
+
+def drive(
+    checkpointer: BaseCheckpointSaver[Any],
+    run_id: str,
+    context: AgentContext,
+    initial: AgentState | None,
+    on_update: Callable[[str, dict[str, Any]], None],
+) -> AgentState:
+    """Run (``initial`` given) or resume (``initial`` None) the graph; report each node's update."""
+    graph = build_graph(checkpointer)
+    config: RunnableConfig = {"configurable": {"thread_id": run_id}, "recursion_limit": 10_000}
+    for chunk in graph.stream(initial, config, context=context, stream_mode="updates"):
+        for node, update in chunk.items():
+            if isinstance(update, dict):
+                on_update(node, update)
+    snapshot = graph.get_state(config)
+    values: AgentState = snapshot.values  # type: ignore[assignment]
+    if snapshot.next:
+        log.debug("run %s paused before %s", run_id, snapshot.next)
+    return values
+
+
+def pending(checkpointer: BaseCheckpointSaver[Any], run_id: str) -> tuple[bool, AgentState]:
+    """Whether the run has work left, and its last saved state."""
+    graph = build_graph(checkpointer)
+    snapshot = graph.get_state({"configurable": {"thread_id": run_id}})
+    values: AgentState = snapshot.values  # type: ignore[assignment]
+    return bool(snapshot.next), values
+
+
+def write_best(directory: Path, state: AgentState) -> Path | None:
+    """Save the best candidate's code next to the run, for the user to take away."""
+    best = state.get("best")
+    if not best:
+        return None
+    path = directory / "best_model.py"
+    path.write_text(best["code"], encoding="utf-8")
+    (directory / "best.json").write_text(
+        json.dumps({k: v for k, v in best.items() if k != "code"}, indent=2, default=str),
+        encoding="utf-8",
+    )
+    return path

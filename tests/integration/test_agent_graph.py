@@ -1,0 +1,145 @@
+"""The graph end to end with a scripted architect, the real sandbox, data and checkpointer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from archsmith.agents.interfaces import ArchitectProposal
+from archsmith.agents.runs import drive, open_checkpointer
+from archsmith.agents.state import AgentContext, AgentState
+from archsmith.config import Settings
+from archsmith.sandbox.local import LocalSandbox
+from archsmith.spec import TaskSpec
+from archsmith.tools.runtime import ToolRuntime
+
+GOOD = """
+import torch.nn as nn
+
+def build_model(input_shape, num_classes):
+    c, h, w = input_shape
+    return nn.Sequential(nn.Flatten(), nn.Linear(c * h * w, {width}), nn.ReLU(),
+                         nn.Linear({width}, num_classes))
+"""
+BAD_SHAPE = """
+import torch.nn as nn
+
+def build_model(input_shape, num_classes):
+    return nn.Sequential(nn.Flatten(), nn.Linear(7, num_classes))
+"""
+
+
+class ScriptedArchitect:
+    """Proposes the scripted codes in turn; repairs with the scripted repairs in turn."""
+
+    name = "scripted"
+
+    def __init__(self, proposals: list[str], repairs: list[str]) -> None:
+        self.proposals = list(proposals)
+        self.repairs = list(repairs)
+        self.seen_instructions: list[list[dict[str, Any]]] = []
+        self.seen_errors: list[dict[str, Any]] = []
+
+    def propose(
+        self,
+        spec: TaskSpec,
+        instructions: list[dict[str, Any]],
+        best: dict[str, Any] | None,
+        history: list[dict[str, Any]],
+        iteration: int,
+    ) -> ArchitectProposal:
+        self.seen_instructions.append(instructions)
+        code = self.proposals.pop(0)
+        return ArchitectProposal(code=code, summary=f"scripted #{iteration}")
+
+    def repair(
+        self,
+        spec: TaskSpec,
+        proposal: ArchitectProposal,
+        error: dict[str, Any],
+        best: dict[str, Any] | None,
+        attempt: int,
+    ) -> ArchitectProposal:
+        self.seen_errors.append(error)
+        return ArchitectProposal(code=self.repairs.pop(0), summary=f"repair {attempt}")
+
+
+def initial(spec: TaskSpec, iterations: int) -> AgentState:
+    return {
+        "request": "test",
+        "spec": spec.model_dump(mode="json"),
+        "max_iterations": iterations,
+        "max_fix_attempts": 2,
+        "iteration": 0,
+        "history": [],
+        "llm_calls": [],
+        "best": None,
+        "stale_iterations": 0,
+        "elapsed_s": 0.0,
+        "stop_reason": None,
+    }
+
+
+@pytest.fixture
+def spec() -> TaskSpec:
+    return TaskSpec(dataset="synthetic", input_shape=(3, 16, 16), num_classes=4)
+
+
+def run_graph(
+    tmp_path: Path, sandbox: LocalSandbox, arch: ScriptedArchitect, spec: TaskSpec, n: int
+) -> tuple[AgentState, list[str]]:
+    settings = Settings(home=tmp_path / "home", device="cpu")
+    ctx = AgentContext(tools=ToolRuntime(sandbox, settings), architect=arch, epochs=1)
+    nodes: list[str] = []
+    with open_checkpointer(tmp_path / "run", None) as saver:
+        state = drive(saver, "run-1", ctx, initial(spec, n), lambda node, _: nodes.append(node))
+    return state, nodes
+
+
+def test_loop_evaluates_fixes_and_records_failures(
+    tmp_path: Path, local_sandbox: LocalSandbox, spec: TaskSpec
+) -> None:
+    arch = ScriptedArchitect(
+        proposals=[GOOD.format(width=32), BAD_SHAPE, BAD_SHAPE],
+        repairs=[GOOD.format(width=64), BAD_SHAPE, BAD_SHAPE],
+    )
+    state, nodes = run_graph(tmp_path, local_sandbox, arch, spec, 3)
+    history = state["history"]
+    assert [h["iteration"] for h in history] == [1, 2, 3]
+    assert [h["status"] for h in history] == ["evaluated", "evaluated", "failed"]
+    # Iteration 2 was repaired once, after a structured error from check_shapes.
+    assert len(history[1]["fixes"]) == 1
+    assert history[1]["fixes"][0]["stage"] == "check_shapes"
+    assert history[1]["fixes"][0]["error"]["type"] == "RuntimeError"
+    assert arch.seen_errors[0]["type"] == "RuntimeError"
+    # Iteration 3 spent both attempts and was recorded as failed with its reason.
+    assert len(history[2]["fixes"]) == 2
+    assert history[2]["error"]["stage"] == "check_shapes"
+    assert state["stop_reason"] == "reached 3 iterations"
+    # The critic's instructions of one round reach the architect in the next.
+    assert arch.seen_instructions[0] == []
+    assert arch.seen_instructions[1] == history[0]["instructions"]
+    assert state["best"] is not None
+    assert state["best"]["iteration"] in (1, 2)
+    assert nodes.count("critic") == 2
+    assert nodes.count("record_failure") == 1
+    for h in history[:2]:
+        assert 0.0 <= h["metrics"]["val_accuracy"] <= 1.0
+        assert h["metrics"]["fps"] > 0
+        assert h["energy_sources"]["train"] == "estimate"
+
+
+def test_state_is_checkpointed_after_every_step(
+    tmp_path: Path, local_sandbox: LocalSandbox, spec: TaskSpec
+) -> None:
+    arch = ScriptedArchitect(proposals=[GOOD.format(width=16)], repairs=[])
+    state, _ = run_graph(tmp_path, local_sandbox, arch, spec, 1)
+    assert (tmp_path / "run" / "checkpoints.sqlite").is_file()
+    from archsmith.agents.runs import pending
+
+    with open_checkpointer(tmp_path / "run", None) as saver:
+        left, saved = pending(saver, "run-1")
+    assert not left
+    assert saved["history"] == state["history"]

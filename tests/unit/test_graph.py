@@ -1,0 +1,41 @@
+"""The graph's shape and its pure routing functions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from archsmith.agents.graph import build_graph, route_after_critic, route_after_step
+from archsmith.agents.state import AgentState
+
+SNAPSHOT = Path(__file__).resolve().parents[1] / "snapshots" / "graph.mmd"
+
+
+def test_mermaid_drawing_matches_the_snapshot() -> None:
+    drawing = build_graph().get_graph().draw_mermaid()
+    assert drawing == SNAPSHOT.read_text(), (
+        "the graph changed; if on purpose, regenerate tests/snapshots/graph.mmd"
+    )
+
+
+def test_graph_has_the_designed_nodes() -> None:
+    nodes = set(build_graph().get_graph().nodes)
+    assert nodes == {
+        "__start__", "planner", "architect", "validate", "code_fixer", "evaluate", "critic",
+        "record_failure", "__end__",
+    }  # fmt: skip
+
+
+def test_route_after_step() -> None:
+    ok: AgentState = {"error": None}
+    assert route_after_step(ok) == "next"
+    failing: AgentState = {"error": {"type": "X"}, "fix_attempts": 0, "max_fix_attempts": 3}
+    assert route_after_step(failing) == "code_fixer"
+    spent: AgentState = {"error": {"type": "X"}, "fix_attempts": 3, "max_fix_attempts": 3}
+    assert route_after_step(spent) == "record_failure"
+    no_fixes: AgentState = {"error": {"type": "X"}, "fix_attempts": 0, "max_fix_attempts": 0}
+    assert route_after_step(no_fixes) == "record_failure"
+
+
+def test_route_after_critic() -> None:
+    assert route_after_critic({"stop_reason": None}) == "architect"
+    assert route_after_critic({"stop_reason": "reached 10 iterations"}) == "__end__"
