@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -143,3 +144,50 @@ def test_state_is_checkpointed_after_every_step(
         left, saved = pending(saver, "run-1")
     assert not left
     assert saved["history"] == state["history"]
+
+
+class Crash(KeyboardInterrupt):
+    """Stands in for Ctrl-C (or a kill) right after a node's checkpoint was written."""
+
+
+def _crash_after_first_critic() -> Any:
+    seen: list[str] = []
+
+    def on_update(node: str, _: dict[str, Any]) -> None:
+        seen.append(node)
+        if node == "critic" and seen.count("critic") == 1:
+            raise Crash
+
+    return on_update
+
+
+@pytest.mark.parametrize(
+    "backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def test_interrupted_run_resumes_without_losing_or_repeating_an_iteration(
+    tmp_path: Path, local_sandbox: LocalSandbox, spec: TaskSpec, backend: str
+) -> None:
+    url = None
+    if backend == "postgres":
+        url = os.environ.get("ARCHSMITH_TEST_POSTGRES_URL")
+        if not url:
+            if os.environ.get("ARCHSMITH_REQUIRE_POSTGRES") == "1":
+                pytest.fail("ARCHSMITH_TEST_POSTGRES_URL is required here")
+            pytest.skip("no PostgreSQL: set ARCHSMITH_TEST_POSTGRES_URL (.ci/postgres-setup.sh)")
+    run_id = f"resume-{backend}-{os.getpid()}-{tmp_path.name}"
+    settings = Settings(home=tmp_path / "home", device="cpu")
+    arch = ScriptedArchitect(proposals=[GOOD.format(width=w) for w in (8, 16, 24)], repairs=[])
+    ctx = AgentContext(tools=ToolRuntime(local_sandbox, settings), architect=arch, epochs=1)
+    with open_checkpointer(tmp_path / "run", url) as saver, pytest.raises(Crash):
+        drive(saver, run_id, ctx, initial(spec, 3), _crash_after_first_critic())
+    with open_checkpointer(tmp_path / "run", url) as saver:
+        from archsmith.agents.runs import pending
+
+        left, saved = pending(saver, run_id)
+        assert left
+        assert [h["iteration"] for h in saved["history"]] == [1]
+        state = drive(saver, run_id, ctx, None, lambda *_: None)
+    assert [h["iteration"] for h in state["history"]] == [1, 2, 3]
+    assert state["stop_reason"] == "reached 3 iterations"
+    # Three proposals in all: the finished iteration was not proposed (or trained) again.
+    assert arch.proposals == []
