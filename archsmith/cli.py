@@ -486,7 +486,10 @@ def run_cmd(
     sandbox: Annotated[str, typer.Option("--sandbox", help="local or docker.")] = "local",
     device: Annotated[str | None, typer.Option("--device", help="auto, cpu, cuda.")] = None,
     data_dir: Annotated[Path | None, typer.Option("--data-dir")] = None,
-    epochs: Annotated[int, typer.Option("--epochs", min=1, help="Epochs per candidate.")] = 5,
+    epochs: Annotated[
+        int | None,
+        typer.Option("--epochs", min=1, help="Epochs per candidate (default: by dataset size)."),
+    ] = None,
     patience: Annotated[
         int | None, typer.Option("--patience", min=1, help="Stop after N rounds without a gain.")
     ] = None,
@@ -500,9 +503,10 @@ def run_cmd(
     """Discover a model for a request in plain words (the LEMONADE loop)."""
     from archsmith.agents.llm import describe_llm, make_llm
     from archsmith.agents.planner import plan
-    from archsmith.agents.session import new_meta, parse_duration, start_run
+    from archsmith.agents.session import auto_epochs, new_meta, parse_duration, start_run
     from archsmith.config import Settings
     from archsmith.data import prepare_dataset
+    from archsmith.tools.runtime import read_prepared_meta
 
     if sandbox not in ("local", "docker"):
         raise _fail(InputError(f"--sandbox must be local or docker, not {sandbox!r}"))
@@ -519,20 +523,30 @@ def run_cmd(
         spec = planned.spec
         # Fail now, not after the first candidate, when the data is not there.
         with err.status(f"preparing {spec.dataset} ..."):
-            prepare_dataset(
+            prepared = prepare_dataset(
                 spec.dataset, settings.data_dir, settings.cache_dir,
                 max_train=max_train, max_val=max_val,
             )  # fmt: skip
+        train_samples = int(read_prepared_meta(prepared)["counts"]["train"])
+        if max_train is not None:
+            train_samples = min(train_samples, max_train)
     except InputError as e:
         raise _fail(e) from e
+    chosen_epochs = epochs if epochs is not None else auto_epochs(train_samples)
     meta = new_meta(
         request, value, base_url=base_url, sandbox=sandbox,
-        device=settings.resolve_device(), data_dir=settings.data_dir, epochs=epochs,
+        device=settings.resolve_device(), data_dir=settings.data_dir, epochs=chosen_epochs,
         iterations=iterations, budget_s=budget_s, patience=patience, max_train=max_train,
         max_val=max_val,
     )  # fmt: skip
     out.print(f"run [bold]{meta.run_id}[/]: {request}", highlight=False)
-    out.print(f"architect: {describe_llm(value)}; sandbox: {sandbox}; device: {meta.device}")
+    out.print(
+        f"architect: {describe_llm(value, base_url=base_url)}; sandbox: {sandbox};"
+        f" device: {meta.device}; {meta.epochs} epochs per candidate"
+        + ("" if epochs is not None else f" (auto: {train_samples:,} training samples)")
+        + f"; up to {iterations} iterations"
+        + (f" or {budget_s:g} s" if budget_s else "")
+    )
     _render_plan(planned.spec.model_dump(mode="json"), planned.assumptions, planned.source)
     _execute(
         lambda: start_run(

@@ -29,7 +29,7 @@ from archsmith.errors import InputError
 from archsmith.sandbox import get_sandbox
 from archsmith.tools.runtime import ToolRuntime
 
-__all__ = ["IterationView", "parse_duration", "resume_run", "start_run"]
+__all__ = ["IterationView", "auto_epochs", "parse_duration", "resume_run", "start_run"]
 
 log = logging.getLogger(__name__)
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|hr|d)?\s*$", re.I)
@@ -45,6 +45,16 @@ def parse_duration(text: str) -> float:
     if value <= 0:
         raise InputError(f"the duration {text!r} must be positive")
     return value
+
+
+def auto_epochs(train_samples: int, batch_size: int = 128, min_steps: int = 500) -> int:
+    """Epochs per candidate when the user gives none: enough optimiser steps to compare models.
+
+    Five epochs of a small set (digits: 12 steps each) barely move a model, so small datasets get
+    more epochs, up to 50; large ones keep the floor of 5.
+    """
+    steps = max(1, -(-train_samples // batch_size))
+    return min(50, max(5, -(-min_steps // steps)))
 
 
 class IterationView:

@@ -22,7 +22,7 @@ from archsmith.config import Settings
 from archsmith.sandbox.base import Sandbox, SandboxJob, SandboxLimits, SandboxResult, ToolName
 from archsmith.tools.schemas import ToolError
 
-__all__ = ["PreparedRef", "ToolRuntime", "bind_tool", "tool_error"]
+__all__ = ["PreparedRef", "ToolRuntime", "bind_tool", "read_prepared_meta", "tool_error"]
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ class PreparedRef:
         return int(self.meta["num_classes"])
 
 
-def _read_meta(path: Path) -> dict[str, Any]:
+def read_prepared_meta(path: Path) -> dict[str, Any]:
     """Only the ``meta`` member of a prepared .npz (the arrays stay on disk)."""
     import numpy as np
 
@@ -100,7 +100,7 @@ class ToolRuntime:
             max_train=max_train,
             max_val=max_val,
         )
-        return PreparedRef(path, _read_meta(path))
+        return PreparedRef(path, read_prepared_meta(path))
 
     def job_dir(self, tool: str) -> Path:
         """A fresh, kept work directory for a job whose files matter afterwards (weights)."""

@@ -1,0 +1,236 @@
+"""The LLM architect: the paper's LLM writes the candidate's PyTorch code.
+
+The prompt carries everything the model needs to act like LEMONADE's architect: the task and its
+limits, the candidate-code contract, the current best code with its measured metrics, the
+critic's resolved instructions with their weights, and a short history. Prompts are Jinja files in
+``archsmith/prompts``.
+
+A reply without extractable code is not an exception: the proposal's code is the raw reply, so
+validation fails on it like on any broken candidate and the code fixer receives a structured
+error (and the reply) to work from. The graph needs no special path for it, and the trace keeps
+the reply.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import logging
+import math
+import time
+from typing import Any
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
+
+from archsmith.agents.extract import extract_code
+from archsmith.agents.interfaces import ArchitectProposal, LLMCall
+from archsmith.prompts import render
+from archsmith.spec import TaskKind, TaskSpec
+
+__all__ = ["CANDIDATE_CONTRACT", "HISTORY_LENGTH", "LLMArchitect", "numbered"]
+
+logger = logging.getLogger(__name__)
+
+#: The candidate-code contract, in the words the LLM reads.
+CANDIDATE_CONTRACT = """\
+- A self-contained Python module that defines
+  `build_model(input_shape: tuple[int, ...], num_classes: int) -> torch.nn.Module`.
+- It may import only torch, torch.nn, torch.nn.functional, math and torchvision.
+- The model takes a batch of shape (batch, *input_shape) and returns logits of shape
+  (batch, num_classes); no softmax at the end.
+- No data loading, training, file, network or process access: the framework trains, evaluates
+  and measures every candidate the same way.
+- No pretrained weights (nothing can be downloaded)."""
+
+_TEXT_NOTE = (
+    "inputs are int64 token ids (0 = padding, 1 = out of vocabulary); embed at least 20000 ids"
+    " and map larger ids to 1"
+)
+#: Iterations of history shown in the refine prompt.
+HISTORY_LENGTH = 5
+_SUMMARY_CHARS = 120
+_SHRINK_ERRORS = ("OutOfMemory", "MemoryError", "Timeout", "Killed")
+
+
+def numbered(code: str) -> str:
+    """The code with right-aligned line numbers, so an error's line can be found at a glance."""
+    lines = code.splitlines()
+    width = len(str(len(lines)))
+    return "\n".join(f"{i:>{width}} | {line}".rstrip() for i, line in enumerate(lines, start=1))
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return "n/a" if not math.isfinite(value) else f"{value:.4g}"
+    if value is None:
+        return "n/a"
+    return str(value)
+
+
+def _history_rows(history: list[dict[str, Any]]) -> list[dict[str, str]]:
+    rows = []
+    for h in history[-HISTORY_LENGTH:]:
+        metrics = h.get("metrics") or {}
+        rows.append(
+            {
+                "iteration": _fmt(h.get("iteration")),
+                "status": _fmt(h.get("status")),
+                "summary": _fmt(h.get("summary")),
+                "val_accuracy": _fmt(metrics.get("val_accuracy")),
+                "fps": _fmt(metrics.get("fps")),
+                "cm": _fmt(h.get("combined_metric")),
+            }
+        )
+    return rows
+
+
+def _instruction_rows(instructions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    ranked = sorted(instructions, key=lambda i: -float(i.get("weight", 0.0)))
+    return [
+        {
+            "code": str(i.get("code", "?")),
+            "meaning": str(i.get("meaning", "")),
+            "weight": float(i.get("weight", 0.0)),
+        }
+        for i in ranked
+    ]
+
+
+def _message_text(message: BaseMessage) -> str:
+    """A reply's text whether its content is a string or a list of content blocks."""
+    content = message.content
+    if isinstance(content, str):
+        return content
+    parts = []
+    for block in content:
+        if isinstance(block, str):
+            parts.append(block)
+        elif isinstance(block, dict) and block.get("type") == "text":
+            parts.append(str(block.get("text", "")))
+    return "".join(parts)
+
+
+def _summary(code: str, fallback: str) -> str:
+    """The module docstring's first line (the prompt asks for one), else ``fallback``."""
+    try:
+        doc = ast.get_docstring(ast.parse(code))
+    except (SyntaxError, ValueError):
+        doc = None
+    line = (doc or "").strip().splitlines()[0] if doc and doc.strip() else fallback
+    return line if len(line) <= _SUMMARY_CHARS else line[: _SUMMARY_CHARS - 3] + "..."
+
+
+class LLMArchitect:
+    """An architect backed by any LangChain chat model (OpenAI, Gemini, a local server, a fake)."""
+
+    def __init__(self, llm: BaseChatModel, *, model_name: str) -> None:
+        self.llm = llm
+        self.model_name = model_name
+        self.name = f"llm:{model_name}"
+
+    def _task_values(self, spec: TaskSpec) -> dict[str, Any]:
+        note = _TEXT_NOTE if spec.task is TaskKind.TEXT_CLASSIFICATION else ""
+        return {"spec": spec, "text_note": note}
+
+    def _call(self, system: str, prompt: str) -> tuple[str, LLMCall]:
+        started = time.perf_counter()
+        response = self.llm.invoke([SystemMessage(content=system), HumanMessage(content=prompt)])
+        latency = time.perf_counter() - started
+        text = _message_text(response)
+        usage = getattr(response, "usage_metadata", None) or {}
+        call = LLMCall(
+            model=self.model_name,
+            prompt=f"[system]\n{system}\n\n[user]\n{prompt}",
+            response=text,
+            latency_s=latency,
+            input_tokens=usage.get("input_tokens"),
+            output_tokens=usage.get("output_tokens"),
+        )
+        logger.info(
+            "%s replied in %.1f s (%s in / %s out tokens)",
+            self.name,
+            latency,
+            call.input_tokens,
+            call.output_tokens,
+        )
+        return text, call
+
+    def _proposal(self, reply: str, call: LLMCall, applied: list[str]) -> ArchitectProposal:
+        try:
+            code = extract_code(reply)
+        except ValueError as e:
+            logger.warning("%s: %s; passing the raw reply on to validation", self.name, e)
+            return ArchitectProposal(
+                code=reply,
+                summary=f"unparsed reply: {e}"[:_SUMMARY_CHARS],
+                applied=applied,
+                llm_calls=[call],
+            )
+        fallback = f"{self.name} candidate ({len(code.splitlines())} lines)"
+        return ArchitectProposal(
+            code=code, summary=_summary(code, fallback), applied=applied, llm_calls=[call]
+        )
+
+    def propose(
+        self,
+        spec: TaskSpec,
+        instructions: list[dict[str, Any]],
+        best: dict[str, Any] | None,
+        history: list[dict[str, Any]],
+        iteration: int,
+    ) -> ArchitectProposal:
+        """Ask the LLM for the first model, or for the best model changed by the instructions."""
+        system = render("architect_system", contract=CANDIDATE_CONTRACT)
+        rows = _instruction_rows(instructions)
+        values = self._task_values(spec)
+        if best is None or not best.get("code"):
+            prompt = render("architect_initial", instructions=rows, **values)
+        else:
+            metrics = best.get("metrics") or {}
+            prompt = render(
+                "architect_refine",
+                iteration=iteration,
+                best_iteration=_fmt(best.get("iteration")),
+                best_cm=_fmt(best.get("combined_metric")),
+                best_summary=_fmt(best.get("summary")),
+                best_metrics={k: _fmt(v) for k, v in metrics.items()},
+                best_code=str(best["code"]).rstrip("\n"),
+                instructions=rows,
+                history=_history_rows(history),
+                **values,
+            )
+        reply, call = self._call(system, prompt)
+        applied = [f"asked: {r['code']} ({r['meaning']}, weight {r['weight']:.2f})" for r in rows]
+        return self._proposal(reply, call, applied)
+
+    def repair(
+        self,
+        spec: TaskSpec,
+        proposal: ArchitectProposal,
+        error: dict[str, Any],
+        best: dict[str, Any] | None,
+        attempt: int,
+    ) -> ArchitectProposal:
+        """Ask the LLM to fix the failing code, showing the error and the line it points at."""
+        lines = proposal.code.splitlines()
+        line = error.get("line")
+        line_no = line if isinstance(line, int) and 1 <= line <= len(lines) else None
+        kind = str(error.get("type") or "Error")
+        message = str(error.get("message") or "")
+        shrink = any(k in kind for k in _SHRINK_ERRORS) or "out of memory" in message.lower()
+        system = render("architect_system", contract=CANDIDATE_CONTRACT)
+        prompt = render(
+            "code_fixer",
+            error_type=kind,
+            error_message=message or "(no message)",
+            error_line=line_no,
+            error_code_line=lines[line_no - 1].strip() if line_no is not None else "",
+            attempt=attempt,
+            shrink=shrink,
+            numbered_code=numbered(proposal.code),
+            **self._task_values(spec),
+        )
+        reply, call = self._call(system, prompt)
+        note = json.dumps({"type": kind, "line": line_no})
+        return self._proposal(reply, call, [f"repair {attempt} of {note}"])
