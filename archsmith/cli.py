@@ -501,7 +501,7 @@ def run_cmd(
     ] = None,
 ) -> None:
     """Discover a model for a request in plain words (the LEMONADE loop)."""
-    from archsmith.agents.llm import describe_llm, make_llm
+    from archsmith.agents.llm import LLMUnavailableError, check_llm, describe_llm, make_llm
     from archsmith.agents.planner import plan
     from archsmith.agents.session import auto_epochs, new_meta, parse_duration, start_run
     from archsmith.config import Settings
@@ -513,7 +513,11 @@ def run_cmd(
     try:
         value = _llm_value(llm)
         budget_s = parse_duration(budget) if budget else None
-        planned = plan(request, make_llm(value, base_url=base_url))
+        chat = make_llm(value, base_url=base_url)
+        if chat is not None:
+            with err.status(f"checking {value} ..."):
+                check_llm(chat)
+        planned = plan(request, chat)
         overrides: dict[str, Any] = {"sandbox": sandbox}
         if device:
             overrides["device"] = device
@@ -532,6 +536,9 @@ def run_cmd(
             train_samples = min(train_samples, max_train)
     except InputError as e:
         raise _fail(e) from e
+    except LLMUnavailableError as e:
+        err.print(f"[bold red]LLM unavailable:[/] {e}", highlight=False)
+        raise typer.Exit(1) from e
     chosen_epochs = epochs if epochs is not None else auto_epochs(train_samples)
     meta = new_meta(
         request, value, base_url=base_url, sandbox=sandbox,
@@ -557,6 +564,7 @@ def run_cmd(
             planned.source,
             out,
             checkpoint_url=checkpoint_url,
+            llm=chat,
         ),
         meta.run_id,
         settings,

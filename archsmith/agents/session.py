@@ -147,9 +147,14 @@ def start_run(
     console: Console,
     checkpoint_url: str | None = None,
     on_update: Callable[[str, dict[str, Any]], None] | None = None,
+    llm: Any = None,
 ) -> AgentState:
-    """Create the run's directory and drive a new run to its end (or to Ctrl-C)."""
-    llm = _make_llm(meta)
+    """Create the run's directory and drive a new run to its end (or to Ctrl-C).
+
+    ``llm`` is the chat model the caller already checked; without it one is made from the meta.
+    """
+    if llm is None:
+        llm = _make_llm(meta)
     directory = run_dir(settings.home, meta.run_id)
     meta.checkpoint_url = redact_url(checkpoint_url) if checkpoint_url else None
     meta.status, meta.pid = "running", os.getpid()
