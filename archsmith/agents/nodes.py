@@ -235,6 +235,7 @@ def _history_entry(state: AgentState, *, status: str) -> dict[str, Any]:
         "fixes": state.get("fixes", []),
         "validation": state.get("validation"),
         "seconds": time.time() - started,
+        "finished_at": time.time(),
     }
 
 

@@ -145,7 +145,12 @@ def drive(
     """Run (``initial`` given) or resume (``initial`` None) the graph; report each node's update."""
     graph = build_graph(checkpointer)
     config: RunnableConfig = {"configurable": {"thread_id": run_id}, "recursion_limit": 10_000}
-    for chunk in graph.stream(initial, config, context=context, stream_mode="updates"):
+    # durability="sync": each step's checkpoint is on disk before the next step starts, so a kill
+    # loses at most the step in flight.
+    updates = graph.stream(
+        initial, config, context=context, stream_mode="updates", durability="sync"
+    )
+    for chunk in updates:
         for node, update in chunk.items():
             if isinstance(update, dict):
                 on_update(node, update)

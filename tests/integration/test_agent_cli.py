@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -64,10 +65,13 @@ def _read_until(proc: subprocess.Popen[str], pattern: str, timeout: float) -> li
     raise AssertionError(f"{pattern!r} not seen in:\n" + "\n".join(lines))
 
 
-def _history(tmp_path: Path, run_id: str) -> list[int]:
-    with open_checkpointer(run_dir(tmp_path / "home", run_id), None) as saver:
+def _entries(tmp_path: Path, run_id: str) -> list[dict[str, Any]]:
+    directory = run_dir(tmp_path / "home", run_id)
+    if not (directory / "checkpoints.sqlite").is_file():
+        return []
+    with open_checkpointer(directory, None) as saver:
         _, state = pending(saver, run_id)
-    return [h["iteration"] for h in state.get("history", [])]
+    return list(state.get("history", []))
 
 
 @pytest.mark.slow
@@ -77,10 +81,14 @@ def test_run_killed_with_sigkill_resumes_without_loss_or_repeat(tmp_path: Path) 
     run_id = re.search(r"run (\S+):", lines[0])
     assert run_id, lines[0]
     rid = run_id.group(1)
+    # Kill as soon as iteration 1 is on disk (the live view can print it a moment earlier).
+    deadline = time.monotonic() + 60
+    while not _entries(tmp_path, rid) and time.monotonic() < deadline:
+        time.sleep(0.2)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
-    done_before = _history(tmp_path, rid)
-    assert done_before[:1] == [1]
+    before = _entries(tmp_path, rid)
+    assert before, "iteration 1 never reached the checkpoint"
     assert load_meta(tmp_path / "home", rid).status == "running"  # killed: no chance to update
 
     resumed = subprocess.run(
@@ -89,7 +97,11 @@ def test_run_killed_with_sigkill_resumes_without_loss_or_repeat(tmp_path: Path) 
     )  # fmt: skip
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert "resuming run" in resumed.stdout
-    assert _history(tmp_path, rid) == [1, 2, 3]
+    after = _entries(tmp_path, rid)
+    assert [h["iteration"] for h in after] == [1, 2, 3]
+    # The iterations finished before the kill were kept as they were, not run again.
+    for old in before:
+        assert after[old["iteration"] - 1]["finished_at"] == old["finished_at"]
     meta = load_meta(tmp_path / "home", rid)
     assert meta.status == "finished"
     assert (run_dir(tmp_path / "home", rid) / "best_model.py").is_file()
