@@ -353,36 +353,36 @@ def _step(value: float, delta: float, top: float) -> float:
     return round(min(top, max(0.0, value + delta)), 2)
 
 
-def _ad(a: Arch) -> str | None:
-    new = _step(a.dropout, DROPOUT_STEP, MAX_DROPOUT)
+def _dropout(a: Arch, delta: float) -> str | None:
+    new = _step(a.dropout, delta, MAX_DROPOUT)
     if new == a.dropout:
         return None
     old, a.dropout = a.dropout, new
     return f"dropout {old:.1f} -> {new:.1f}"
+
+
+def _stage_dropout(a: Arch, delta: float) -> str | None:
+    new = _step(a.stage_dropout, delta, MAX_STAGE_DROPOUT)
+    if new == a.stage_dropout:
+        return None
+    old, a.stage_dropout = a.stage_dropout, new
+    return f"stage (channel) dropout {old:.2f} -> {new:.2f}"
+
+
+def _ad(a: Arch) -> str | None:
+    return _dropout(a, DROPOUT_STEP)
 
 
 def _rd(a: Arch) -> str | None:
-    new = _step(a.dropout, -DROPOUT_STEP, MAX_DROPOUT)
-    if new == a.dropout:
-        return None
-    old, a.dropout = a.dropout, new
-    return f"dropout {old:.1f} -> {new:.1f}"
+    return _dropout(a, -DROPOUT_STEP)
 
 
 def _ar(a: Arch) -> str | None:
-    new = _step(a.stage_dropout, STAGE_DROPOUT_STEP, MAX_STAGE_DROPOUT)
-    if new == a.stage_dropout:
-        return None
-    old, a.stage_dropout = a.stage_dropout, new
-    return f"stage (channel) dropout {old:.2f} -> {new:.2f}"
+    return _stage_dropout(a, STAGE_DROPOUT_STEP)
 
 
 def _rr(a: Arch) -> str | None:
-    new = _step(a.stage_dropout, -STAGE_DROPOUT_STEP, MAX_STAGE_DROPOUT)
-    if new == a.stage_dropout:
-        return None
-    old, a.stage_dropout = a.stage_dropout, new
-    return f"stage (channel) dropout {old:.2f} -> {new:.2f}"
+    return _stage_dropout(a, -STAGE_DROPOUT_STEP)
 
 
 def _awi(a: Arch) -> str | None:

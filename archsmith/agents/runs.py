@@ -30,6 +30,7 @@ from archsmith.errors import InputError
 __all__ = [
     "RunMeta",
     "drive",
+    "initial_state",
     "load_meta",
     "new_run_id",
     "open_checkpointer",
@@ -133,6 +134,37 @@ def open_checkpointer(directory: Path, url: str | None) -> Iterator[BaseCheckpoi
     directory.mkdir(parents=True, exist_ok=True)
     with SqliteSaver.from_conn_string(str(directory / CHECKPOINT_FILE)) as sqlite_saver:
         yield sqlite_saver
+
+
+def initial_state(
+    request: str,
+    spec: dict[str, Any],
+    *,
+    iterations: int,
+    assumptions: list[str] | None = None,
+    planner: str = "given",
+    max_fix_attempts: int = 3,
+    budget_s: float | None = None,
+    patience: int | None = None,
+) -> AgentState:
+    """The state a new run starts from."""
+    return {
+        "request": request,
+        "spec": spec,
+        "assumptions": assumptions or [],
+        "planner": planner,
+        "max_iterations": iterations,
+        "max_fix_attempts": max_fix_attempts,
+        "budget_s": budget_s,
+        "patience": patience,
+        "iteration": 0,
+        "history": [],
+        "llm_calls": [],
+        "best": None,
+        "stale_iterations": 0,
+        "elapsed_s": 0.0,
+        "stop_reason": None,
+    }
 
 
 def drive(

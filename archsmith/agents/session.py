@@ -15,6 +15,7 @@ from archsmith.agents.interfaces import Architect
 from archsmith.agents.runs import (
     RunMeta,
     drive,
+    initial_state,
     new_run_id,
     open_checkpointer,
     pending,
@@ -159,23 +160,16 @@ def start_run(
     meta.checkpoint_url = redact_url(checkpoint_url) if checkpoint_url else None
     meta.status, meta.pid = "running", os.getpid()
     save_meta(directory, meta)
-    initial: AgentState = {
-        "request": meta.request,
-        "spec": spec,
-        "assumptions": assumptions,
-        "planner": planner_source,
-        "max_iterations": meta.iterations,
-        "max_fix_attempts": meta.max_fix_attempts,
-        "budget_s": meta.budget_s,
-        "patience": meta.patience,
-        "iteration": 0,
-        "history": [],
-        "llm_calls": [],
-        "best": None,
-        "stale_iterations": 0,
-        "elapsed_s": 0.0,
-        "stop_reason": None,
-    }
+    initial = initial_state(
+        meta.request,
+        spec,
+        iterations=meta.iterations,
+        assumptions=assumptions,
+        planner=planner_source,
+        max_fix_attempts=meta.max_fix_attempts,
+        budget_s=meta.budget_s,
+        patience=meta.patience,
+    )
     return _drive(meta, settings, llm, directory, checkpoint_url, initial, console, on_update)
 
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from archsmith.agents.interfaces import ArchitectProposal
-from archsmith.agents.runs import drive, open_checkpointer
+from archsmith.agents.runs import drive, initial_state, open_checkpointer
 from archsmith.agents.state import AgentContext, AgentState
 from archsmith.config import Settings
 from archsmith.sandbox.local import LocalSandbox
@@ -68,19 +68,9 @@ class ScriptedArchitect:
 
 
 def initial(spec: TaskSpec, iterations: int) -> AgentState:
-    return {
-        "request": "test",
-        "spec": spec.model_dump(mode="json"),
-        "max_iterations": iterations,
-        "max_fix_attempts": 2,
-        "iteration": 0,
-        "history": [],
-        "llm_calls": [],
-        "best": None,
-        "stale_iterations": 0,
-        "elapsed_s": 0.0,
-        "stop_reason": None,
-    }
+    return initial_state(
+        "test", spec.model_dump(mode="json"), iterations=iterations, max_fix_attempts=2
+    )
 
 
 @pytest.fixture

@@ -103,7 +103,7 @@ def test_initial_model_builds_and_has_the_estimated_size(which: str, tmp_path: P
 
 def test_initial_models_fit_the_task() -> None:
     assert initial_arch(DIGITS).kind == "image"
-    assert estimate_params(initial_arch(DIGITS)) < 10_000  # tiny for 8x8
+    assert estimate_params(initial_arch(DIGITS)) < 50_000  # small for 8x8
     assert len(initial_arch(CIFAR).stages) == 2
     text = initial_arch(IMDB)
     assert text.kind == "text"
@@ -197,6 +197,11 @@ def test_kaiming_and_regularisation_reach_the_model(tmp_path: Path) -> None:
 
 def test_conv_layers_never_drop_below_one() -> None:
     arch = initial_arch(DIGITS)
+    for _ in range(10):
+        step = apply_edit(arch, "RCL", BIG)
+        if step is None:
+            break
+        arch = step[0]
     assert sum(s.layers for s in arch.stages) == 1
     assert apply_edit(arch, "RCL", BIG) is None
 
@@ -301,7 +306,7 @@ def test_first_proposal_is_the_initial_model() -> None:
     prop = OfflineArchitect().propose(DIGITS, [], None, [], 1)
     assert prop.arch == initial_arch(DIGITS).model_dump(mode="json")
     assert prop.applied == []
-    assert prop.summary.startswith("CNN [16]x[1]")
+    assert prop.summary.startswith("CNN [32,64]x[1,1]")
 
 
 def test_instructions_are_applied_to_best() -> None:
@@ -309,10 +314,10 @@ def test_instructions_are_applied_to_best() -> None:
     first = architect.propose(DIGITS, [], None, [], 1)
     second = architect.propose(DIGITS, GROW, as_best(first, 1), [], 2)
     assert second.applied
-    assert second.applied[0].startswith("ACL: added 3x3 conv 16")
+    assert second.applied[0].startswith("ACL: added 3x3 conv 64")
     assert "+ACL" in second.summary
     assert second.arch is not None
-    assert sum(s["layers"] for s in second.arch["stages"]) == 2
+    assert sum(s["layers"] for s in second.arch["stages"]) == 3
 
 
 def test_same_seed_gives_the_same_sequence() -> None:
