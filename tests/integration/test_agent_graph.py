@@ -181,3 +181,71 @@ def test_interrupted_run_resumes_without_losing_or_repeating_an_iteration(
     assert state["stop_reason"] == "reached 3 iterations"
     # Three proposals in all: the finished iteration was not proposed (or trained) again.
     assert arch.proposals == []
+
+
+NAN_CODE = """
+import torch.nn as nn
+
+class Boom(nn.Module):
+    def __init__(self, n):
+        super().__init__()
+        self.fc = nn.Linear(3 * 16 * 16, n)
+
+    def forward(self, x):
+        return self.fc(x.flatten(1)) * float("inf")
+
+def build_model(input_shape, num_classes):
+    return Boom(num_classes)
+"""
+
+
+def fenced(code: str, prose: str = "Here is the model.") -> str:
+    return f"{prose}\n\n```python\n{code.strip()}\n```\n"
+
+
+@pytest.mark.llm
+def test_graph_with_a_scripted_chat_model(
+    tmp_path: Path, local_sandbox: LocalSandbox, spec: TaskSpec
+) -> None:
+    from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
+    from langchain_core.messages import AIMessage
+
+    from archsmith.agents.llm_architect import LLMArchitect
+
+    refusal = "I'm sorry, but I can't help with designing that model."
+    replies = [
+        fenced(GOOD.format(width=32)),  # 1: a good model
+        fenced(GOOD.format(width=16).replace(", num_classes))", ", num_classes + 3))")),  # 2: bug
+        fenced(GOOD.format(width=48), "Fixed the head's output size:"),  # ... fixed on try 2
+        "A wider MLP should do better here; I would double the hidden layer.",  # 3: no code
+        fenced(GOOD.format(width=64)),  # ... the fixer's reply has code
+        refusal,  # 4: a refusal, and the fixer refuses twice more
+        refusal,
+        refusal,
+        fenced(NAN_CODE),  # 5: trains to NaN
+    ]
+    llm = GenericFakeChatModel(messages=iter(AIMessage(content=r) for r in replies))
+    arch = LLMArchitect(llm, model_name="scripted")
+    settings = Settings(home=tmp_path / "home", device="cpu")
+    ctx = AgentContext(tools=ToolRuntime(local_sandbox, settings), architect=arch, llm=None,
+                       epochs=1)  # fmt: skip
+    with open_checkpointer(tmp_path / "run", None) as saver:
+        state = drive(saver, "llm-run", ctx, initial(spec, 5), lambda *_: None)
+    history = state["history"]
+    assert [h["status"] for h in history] == [
+        "evaluated", "evaluated", "evaluated", "failed", "diverged",
+    ]  # fmt: skip
+    assert history[1]["fixes"][0]["error"]["type"] == "ShapeMismatch"
+    assert history[2]["fixes"][0]["error"]["type"] in {"SyntaxError", "ContractError"}
+    assert len(history[3]["fixes"]) == 2
+    assert history[4]["metrics"]["diverged"] is True
+    assert "training_diverged" in {r["rule_id"] for r in history[4]["fired_rules"]}
+    assert {i["code"] for i in state["instructions"]} == {"AWI", "ASC", "RCL"}
+    assert state["best"] is not None
+    assert state["best"]["iteration"] in (1, 2, 3)
+    # Every exchange is kept for the trace: 5 proposals and 4 repairs.
+    roles = [c["role"] for c in state["llm_calls"]]
+    assert roles.count("architect") == 5
+    assert roles.count("code_fixer") == 4
+    fixer_prompt = next(c["prompt"] for c in state["llm_calls"] if c["role"] == "code_fixer")
+    assert "ShapeMismatch" in fixer_prompt
