@@ -6,8 +6,8 @@ caught here and described (type, message, the line in the candidate, a traceback
 directory's path replaced); the process exits 0 whenever it managed to write a result, so a
 non-zero exit always means the framework itself failed.
 
-It imports only the standard library, numpy, torch and the tool implementations, so a sandbox image
-needs nothing else.
+It imports only the standard library, pydantic, numpy, torch and the tool implementations, so a
+sandbox image needs nothing else.
 """
 
 from __future__ import annotations
@@ -21,11 +21,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from archsmith.sandbox.base import CANDIDATE_FILE, JOB_FILE, RESULT_FILE
+
 log = logging.getLogger("archsmith.sandbox.runner")
 
-JOB_FILE = "job.json"
-RESULT_FILE = "result.json"
-CANDIDATE_FILE = "candidate.py"
 _MESSAGE_LIMIT = 2000
 _TRACEBACK_LIMIT = 8000
 
