@@ -17,6 +17,7 @@ from rich.logging import RichHandler
 from rich.table import Table
 
 from archsmith import __version__
+from archsmith.cli_runs import register as register_run_commands
 from archsmith.errors import InputError, load_json_model
 from archsmith.spec import load_spec
 from archsmith.tools.rulebook import Rulebook, load_rulebook
@@ -565,6 +566,10 @@ def run_cmd(
             out,
             checkpoint_url=checkpoint_url,
             llm=chat,
+            planner_calls=[
+                {**c.model_dump(mode="json"), "iteration": 0, "role": "planner"}
+                for c in planned.llm_calls
+            ],
         ),
         meta.run_id,
         settings,
@@ -587,6 +592,8 @@ def _execute(start: Any, run_id: str, settings: Any) -> None:
         raise typer.Exit(1) from e
     best = state.get("best")
     directory = run_dir(settings.home, run_id)
+    if not state.get("stop_reason"):
+        out.print(f"run {run_id} stopped on request; resume with: archsmith resume {run_id}")
     if best:
         m = best["metrics"]
         out.print(
@@ -615,6 +622,9 @@ def resume_cmd(
     _execute(
         lambda: resume_run(run_id, settings, out, checkpoint_url=checkpoint_url), run_id, settings
     )
+
+
+register_run_commands(app)
 
 
 def main() -> None:

@@ -29,6 +29,9 @@ class Settings(BaseSettings):
 
     home: Path = Field(default_factory=default_home, description="Runs, jobs and caches.")
     data_dir: Path | None = Field(default=None, description="Where datasets' files are found.")
+    store: Path | None = Field(
+        default=None, description="The run store (SQLite); default: archsmith.db in home."
+    )
     sandbox: Literal["local", "docker"] = "local"
     sandbox_image: str = "archsmith-sandbox:latest"
     device: str = Field(default="auto", description="'auto', 'cpu', 'cuda' or 'cuda:N'.")
@@ -42,6 +45,11 @@ class Settings(BaseSettings):
     def jobs_dir(self) -> Path:
         """One work directory per sandbox job lives here."""
         return self.home / "jobs"
+
+    @property
+    def store_path(self) -> Path:
+        """The SQLite run store every run writes to."""
+        return self.store or self.home / "archsmith.db"
 
     @property
     def cache_dir(self) -> Path:

@@ -27,16 +27,6 @@ class PlanRefusedError(InputError):
     """The planner cannot honour the request (unknown dataset, contradictory constraints)."""
 
 
-class PlanResult(BaseModel):
-    """A validated TaskSpec and every assumption the planner made to get it."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    spec: TaskSpec
-    assumptions: list[str] = Field(default_factory=list)
-    source: str = Field(description="'offline' or the LLM that produced it, e.g. 'openai:gpt-4o'.")
-
-
 class LLMCall(BaseModel):
     """One LLM exchange, kept for the trace."""
 
@@ -48,6 +38,17 @@ class LLMCall(BaseModel):
     latency_s: float
     input_tokens: int | None = None
     output_tokens: int | None = None
+
+
+class PlanResult(BaseModel):
+    """A validated TaskSpec and every assumption the planner made to get it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    spec: TaskSpec
+    assumptions: list[str] = Field(default_factory=list)
+    source: str = Field(description="'offline' or the LLM that produced it, e.g. 'openai:gpt-4o'.")
+    llm_calls: list[LLMCall] = Field(default_factory=list, description="The planner's exchanges.")
 
 
 class ArchitectProposal(BaseModel):

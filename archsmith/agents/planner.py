@@ -29,6 +29,7 @@ import difflib
 import json
 import logging
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -38,7 +39,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from archsmith.agents.interfaces import PlanRefusedError, PlanResult
+from archsmith.agents.interfaces import LLMCall, PlanRefusedError, PlanResult
 from archsmith.data.registry import (
     REGISTRY,
     DatasetInfo,
@@ -819,11 +820,24 @@ def plan_with_llm(request: str, llm: BaseChatModel) -> PlanResult:
     source = f"llm:{_model_name(llm)}"
     structured = llm.with_structured_output(PlanIntent)
     messages: list[BaseMessage] = [SystemMessage(_system_prompt()), HumanMessage(request)]
+    calls: list[LLMCall] = []
     for attempt in range(1, _LLM_ATTEMPTS + 1):
         raw: object = None
+        started = time.perf_counter()
         try:
-            raw = structured.invoke(messages)
-            return _build_result(_as_intent(raw), [], source)
+            try:
+                raw = structured.invoke(messages)
+            finally:
+                calls.append(
+                    LLMCall(
+                        model=source.removeprefix("llm:"),
+                        prompt="\n\n".join(f"[{m.type}]\n{m.content}" for m in messages),
+                        response=_dump(raw) if raw is not None else "(no parsable answer)",
+                        latency_s=time.perf_counter() - started,
+                    )
+                )
+            result = _build_result(_as_intent(raw), [], source)
+            return result.model_copy(update={"llm_calls": calls})
         except (PlanRefusedError, OutputParserException) as e:
             error = str(e)
             logger.warning("planner answer %d from %s rejected: %s", attempt, source, error)

@@ -176,7 +176,15 @@ def drive(
 ) -> AgentState:
     """Run (``initial`` given) or resume (``initial`` None) the graph; report each node's update."""
     graph = build_graph(checkpointer)
-    config: RunnableConfig = {"configurable": {"thread_id": run_id}, "recursion_limit": 10_000}
+    # With LANGSMITH_TRACING=true (and a key) LangChain sends each node and LLM call to LangSmith;
+    # the name, tag and metadata let a user find this run there. Without it nothing is sent.
+    config: RunnableConfig = {
+        "configurable": {"thread_id": run_id},
+        "recursion_limit": 10_000,
+        "run_name": "archsmith",
+        "tags": ["archsmith"],
+        "metadata": {"archsmith_run_id": run_id},
+    }
     # durability="sync": each step's checkpoint is on disk before the next step starts, so a kill
     # loses at most the step in flight.
     updates = graph.stream(

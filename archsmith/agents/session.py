@@ -27,10 +27,19 @@ from archsmith.agents.runs import (
 from archsmith.agents.state import AgentContext, AgentState
 from archsmith.config import Settings
 from archsmith.errors import InputError
+from archsmith.memory.recorder import RunRecorder, StopRequested
+from archsmith.memory.store import RunStore, process_alive
 from archsmith.sandbox import get_sandbox
 from archsmith.tools.runtime import ToolRuntime
 
-__all__ = ["IterationView", "auto_epochs", "parse_duration", "resume_run", "start_run"]
+__all__ = [
+    "IterationView",
+    "auto_epochs",
+    "parse_duration",
+    "resume_run",
+    "run_row",
+    "start_run",
+]
 
 log = logging.getLogger(__name__)
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|hr|d)?\s*$", re.I)
@@ -116,9 +125,13 @@ def _architect(llm_value: str, llm: Any, seed: int) -> Architect:
     return LLMArchitect(llm, model_name=llm_value.partition(":")[2] or llm_value)
 
 
-def _context(meta: RunMeta, settings: Settings, llm: Any) -> AgentContext:
+def _context(
+    meta: RunMeta, settings: Settings, llm: Any, recorder: RunRecorder | None = None
+) -> AgentContext:
     sandbox = get_sandbox(meta.sandbox, image=settings.sandbox_image)  # type: ignore[arg-type]
     tools = ToolRuntime(sandbox, settings, device=meta.device)
+    if recorder is not None:
+        tools.on_call = recorder.on_tool_call
     return AgentContext(
         tools=tools,
         architect=_architect(meta.llm, llm, seed=0),
@@ -149,10 +162,12 @@ def start_run(
     checkpoint_url: str | None = None,
     on_update: Callable[[str, dict[str, Any]], None] | None = None,
     llm: Any = None,
+    planner_calls: list[dict[str, Any]] | None = None,
 ) -> AgentState:
     """Create the run's directory and drive a new run to its end (or to Ctrl-C).
 
     ``llm`` is the chat model the caller already checked; without it one is made from the meta.
+    ``planner_calls`` are the LLM calls that planned the spec, kept with the run's trace.
     """
     if llm is None:
         llm = _make_llm(meta)
@@ -170,7 +185,33 @@ def start_run(
         budget_s=meta.budget_s,
         patience=meta.patience,
     )
-    return _drive(meta, settings, llm, directory, checkpoint_url, initial, console, on_update)
+    initial["llm_calls"] = list(planner_calls or [])
+    with RunStore(settings.store_path) as store:
+        store.upsert_run(run_row(meta, directory))
+        recorder = RunRecorder(store, meta.run_id, directory)
+        recorder.sync(dict(initial))
+        return _drive(
+            meta, settings, llm, directory, checkpoint_url, initial, console, on_update, recorder
+        )
+
+
+def run_row(meta: RunMeta, directory: Path) -> dict[str, Any]:
+    """The run store's row for a run's metadata."""
+    return {
+        "run_id": meta.run_id,
+        "request": meta.request,
+        "status": meta.status,
+        "stop_reason": meta.stop_reason,
+        "llm": meta.llm,
+        "base_url": meta.base_url,
+        "sandbox": meta.sandbox,
+        "device": meta.device,
+        "settings": meta.model_dump(mode="json"),
+        "directory": str(directory),
+        "max_iterations": meta.iterations,
+        "pid": meta.pid,
+        "created_at": meta.created_at,
+    }
 
 
 def resume_run(
@@ -184,6 +225,11 @@ def resume_run(
     from archsmith.agents.runs import load_meta
 
     meta = load_meta(settings.home, run_id)
+    if meta.status == "running" and meta.pid != os.getpid() and process_alive(meta.pid, None):
+        raise InputError(
+            f"run {run_id} is still going (process {meta.pid}); watch it with `archsmith show"
+            f" {run_id}` or stop it with `archsmith stop {run_id}` before resuming"
+        )
     if meta.data_dir and settings.data_dir is None:
         settings = settings.model_copy(update={"data_dir": Path(meta.data_dir)})
     if meta.checkpoint_url and "***" in meta.checkpoint_url and not checkpoint_url:
@@ -207,7 +253,12 @@ def resume_run(
         f"resuming run [bold]{run_id}[/] after iteration {state.get('iteration', 0)}"
         f" ({len(state.get('history', []))} iterations recorded)"
     )
-    return _drive(meta, settings, llm, directory, url, None, console, on_update)
+    with RunStore(settings.store_path) as store:
+        store.upsert_run(run_row(meta, directory))
+        recorder = RunRecorder(store, run_id, directory)
+        # Rows a crash kept from the store (the checkpoint was written, the store not yet).
+        recorder.sync(dict(state))
+        return _drive(meta, settings, llm, directory, url, None, console, on_update, recorder)
 
 
 def _drive(
@@ -219,24 +270,68 @@ def _drive(
     initial: AgentState | None,
     console: Console,
     on_update: Callable[[str, dict[str, Any]], None] | None,
+    recorder: RunRecorder,
 ) -> AgentState:
     view = on_update or IterationView(console)
+
+    def record_then_show(node: str, update: dict[str, Any]) -> None:
+        recorder.on_update(node, update)
+        view(node, update)
+
+    store = recorder.store
+    store.set_status(meta.run_id, "running", pid=os.getpid())
+    context = _context(meta, settings, llm, recorder)
     try:
         with open_checkpointer(directory, url) as saver:
-            state = drive(saver, meta.run_id, _context(meta, settings, llm), initial, view)
+            try:
+                state = drive(saver, meta.run_id, context, initial, record_then_show)
+            except StopRequested:
+                log.info("run %s stopped on request", meta.run_id)
+                _, state = pending(saver, meta.run_id)
+                meta.stop_reason = "stopped by `archsmith stop`; resume to go on"
+                console.print(f"[bold]stopping:[/] {meta.stop_reason}")
     except KeyboardInterrupt:
-        meta.status = "interrupted"
-        save_meta(directory, meta)
+        _end(meta, directory, store, "interrupted", "interrupted (Ctrl-C)", failing=True)
         raise
     except BaseException:
-        meta.status = "crashed"
-        save_meta(directory, meta)
+        _end(meta, directory, store, "crashed", None, failing=True)
         raise
-    meta.status = "finished" if state.get("stop_reason") else "stopped"
-    meta.stop_reason = state.get("stop_reason")
-    save_meta(directory, meta)
-    write_best(directory, state)
+    if state.get("stop_reason"):
+        _end(meta, directory, store, "finished", state.get("stop_reason"))
+    else:
+        _end(meta, directory, store, "stopped", meta.stop_reason)
+    best = write_best(directory, state)
+    if best is not None:
+        store.add_artifact(
+            meta.run_id, "best_code", best, iteration=(state.get("best") or {}).get("iteration")
+        )
     return state
+
+
+def _end(
+    meta: RunMeta,
+    directory: Path,
+    store: RunStore,
+    status: str,
+    reason: str | None,
+    *,
+    failing: bool = False,
+) -> None:
+    """Record how the run ended in run.json and the store.
+
+    When the run is already failing (``failing``) the store may itself be the cause (a full
+    disk): its error is logged and the original exception goes on, since that one matters more.
+    """
+    meta.status = status
+    meta.stop_reason = reason
+    save_meta(directory, meta)
+    if not failing:
+        store.set_status(meta.run_id, status, reason)
+        return
+    try:
+        store.set_status(meta.run_id, status, reason)
+    except InputError:
+        log.exception("could not record the end of run %s in the store", meta.run_id)
 
 
 def new_meta(

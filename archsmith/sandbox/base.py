@@ -49,7 +49,9 @@ JOB_FILE = "job.json"
 RESULT_FILE = "result.json"
 CANDIDATE_FILE = "candidate.py"
 
-ToolName = Literal["check_shapes", "count_params", "train_model", "measure_energy", "selftest"]
+ToolName = Literal[
+    "check_shapes", "count_params", "train_model", "measure_energy", "export", "selftest"
+]
 
 
 class SandboxError(ArchsmithError):

@@ -7,6 +7,7 @@ failures of archsmith itself (no sandbox, a dataset that is not there) raise.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
@@ -19,6 +20,7 @@ from langchain_core.tools import StructuredTool
 from pydantic import BaseModel
 
 from archsmith.config import Settings
+from archsmith.memory.store import ToolCallRecord
 from archsmith.sandbox.base import Sandbox, SandboxJob, SandboxLimits, SandboxResult, ToolName
 from archsmith.tools.schemas import ToolError
 
@@ -80,6 +82,8 @@ class ToolRuntime:
         self.limits = limits or SandboxLimits(
             wall_time_s=self.settings.job_wall_time_s, memory_mb=self.settings.job_memory_mb
         )
+        #: Called after every job with what a trace needs (the run store records it).
+        self.on_call: Callable[[ToolCallRecord], None] | None = None
 
     def prepare(
         self,
@@ -130,7 +134,26 @@ class ToolRuntime:
             device=self.device,
         )
         work_dir = self.job_dir(tool) if keep else None
+        started = time.time()
         result = self.sandbox.run(job, work_dir)
+        if self.on_call is not None:
+            self.on_call(
+                ToolCallRecord(
+                    tool=tool,
+                    args={
+                        **job.args,
+                        "code_sha256": hashlib.sha256(code.encode()).hexdigest()[:16],
+                        "dataset": str(job.dataset_path) if job.dataset_path else None,
+                        "device": job.device,
+                    },
+                    ok=result.ok,
+                    error=result.error.model_dump(mode="json") if result.error else None,
+                    result=result.result,
+                    duration_s=result.wall_time_s,
+                    backend=result.backend,
+                    started_at=started,
+                )
+            )
         log.info(
             "%s in %s sandbox: %s in %.2f s",
             tool,

@@ -7,21 +7,15 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+from clitools import SCRIPT, env_for
 
 from archsmith.agents.runs import load_meta, open_checkpointer, pending, run_dir
-
-SCRIPT = Path(sys.executable).parent / "archsmith"
-
-
-def env_for(tmp_path: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
-    return {**env, "ARCHSMITH_HOME": str(tmp_path / "home"), "COLUMNS": "200", "NO_COLOR": "1"}
+from archsmith.memory.store import RunStore
 
 
 def test_plan_json_and_refusal(tmp_path: Path) -> None:
@@ -105,6 +99,16 @@ def test_run_killed_with_sigkill_resumes_without_loss_or_repeat(tmp_path: Path) 
     meta = load_meta(tmp_path / "home", rid)
     assert meta.status == "finished"
     assert (run_dir(tmp_path / "home", rid) / "best_model.py").is_file()
+    # The run store holds every iteration once, including any the kill kept from it.
+    with RunStore(tmp_path / "home" / "archsmith.db") as store:
+        assert [e["iteration"] for e in store.iterations(rid)] == [1, 2, 3]
+        assert [e["finished_at"] for e in store.iterations(rid)] == [
+            h["finished_at"] for h in after
+        ]
+        run = store.get_run(rid)
+        assert run is not None
+        assert run["status"] == "finished"
+        assert {c["tool"] for c in store.tool_calls(rid, iteration=3)} >= {"train_model"}
     again = subprocess.run(
         [str(SCRIPT), "resume", rid], capture_output=True, text=True, env=env_for(tmp_path),
         timeout=120,

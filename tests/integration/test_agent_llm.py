@@ -84,8 +84,27 @@ def test_run_with_openai_client_plans_writes_and_fixes_code(
     assert [h["status"] for h in history] == ["evaluated", "evaluated"]
     assert len(history[1]["fixes"]) == 1
     assert history[1]["fixes"][0]["error"]["type"] == "SyntaxError"
-    assert len(state["llm_calls"]) == 3
-    assert {c["role"] for c in state["llm_calls"]} == {"architect", "code_fixer"}
+    assert len(state["llm_calls"]) == 4
+    assert [c["role"] for c in state["llm_calls"]] == [
+        "planner", "architect", "architect", "code_fixer",
+    ]  # fmt: skip
+    # The run store has every exchange, and `show` tells the fix with its prompt and reply.
+    story = subprocess.run(
+        [str(SCRIPT), "show", rid, "--json"], capture_output=True, text=True, env=env, timeout=120
+    )  # fmt: skip
+    calls = json.loads(story.stdout)["llm_calls"]
+    assert [c["role"] for c in calls] == ["planner", "architect", "architect", "code_fixer"]
+    assert calls[0]["iteration"] == 0
+    assert "dataset" in calls[0]["response"]
+    assert all(c["model"] == "stub-coder" for c in calls)
+    assert all(c["latency_s"] > 0 for c in calls)
+    step = subprocess.run(
+        [str(SCRIPT), "show", rid, "--iteration", "2"], capture_output=True, text=True, env=env,
+        timeout=120,
+    )  # fmt: skip
+    assert "code_fixer prompt to stub-coder" in step.stdout
+    assert "SyntaxError" in step.stdout
+    assert "MLP 64" in step.stdout
 
 
 @pytest.mark.llm

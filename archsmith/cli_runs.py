@@ -1,0 +1,505 @@
+"""Commands that look back at runs: ``runs``, ``show``, ``diff``, ``report``, ``export``, ``stop``.
+
+They read the run store (and import run directories it does not know), so they work while a run
+goes on in another terminal, after a crash, and on runs made before the store existed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import signal
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.panel import Panel
+from rich.syntax import Syntax
+from rich.table import Table
+
+from archsmith.config import Settings
+from archsmith.errors import InputError
+from archsmith.memory.store import RunStore
+from archsmith.memory.views import (
+    code_diff,
+    default_report_path,
+    iteration_entry,
+    metric_deltas,
+    require_finished,
+    resolve_run,
+    run_story,
+)
+
+__all__ = ["register"]
+
+log = logging.getLogger(__name__)
+EXIT_BAD_INPUT = 2
+out = Console()
+err = Console(stderr=True)
+
+
+def _fail(e: InputError) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {e}", markup=True, highlight=False)
+    return typer.Exit(EXIT_BAD_INPUT)
+
+
+@contextmanager
+def _store() -> Iterator[tuple[RunStore, Settings]]:
+    settings = Settings()
+    with RunStore(settings.store_path) as store:
+        yield store, settings
+
+
+def _when(ts: float | None) -> str:
+    return dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M") if ts else "-"
+
+
+def _span(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    s = round(seconds)
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
+def _num(value: Any, fmt: str) -> str:
+    return "-" if value is None else format(value, fmt)
+
+
+def _status(run: dict[str, Any]) -> str:
+    colour = {"running": "cyan", "finished": "green", "crashed": "red"}.get(run["status"], "yellow")
+    return f"[{colour}]{run['status']}[/]"
+
+
+def runs_cmd(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the runs as JSON.")] = False,
+) -> None:
+    """List every run: request, status, iterations, the best candidate, when and how long."""
+    from archsmith.memory.views import import_missing_runs
+
+    try:
+        with _store() as (store, settings):
+            import_missing_runs(store, settings)
+            runs = store.list_runs()
+    except InputError as e:
+        raise _fail(e) from e
+    if as_json:
+        out.print_json(json.dumps(runs, default=str))
+        return
+    if not runs:
+        out.print('No runs yet. Start one: archsmith run "build a 1000-FPS digits classifier"')
+        return
+    table = Table(title=f"{len(runs)} runs in {settings.store_path}", title_justify="left")
+    for col, justify in (
+        ("run", "left"), ("request", "left"), ("status", "left"), ("iter.", "right"),
+        ("best val acc", "right"), ("FPS", "right"), ("CM", "right"), ("started", "left"),
+        ("duration", "right"),
+    ):  # fmt: skip
+        table.add_column(col, justify=justify, overflow="fold")  # type: ignore[arg-type]
+    for r in runs:
+        table.add_row(
+            r["run_id"],
+            r["request"][:48],
+            _status(r),
+            f"{r['done']}/{r.get('max_iterations') or '?'}",
+            _num(r.get("best_val_accuracy"), ".4f"),
+            _num(r.get("best_fps"), ",.0f"),
+            _num(r.get("best_cm"), ".4f"),
+            _when(r["created_at"]),
+            _span(r.get("duration_s")),
+        )
+    out.print(table)
+
+
+def _header(story: dict[str, Any]) -> None:
+    run = story["run"]
+    lines = [
+        f"[bold]{run['request']}[/]",
+        f"status: {_status(run)}" + (f" ({run['stop_reason']})" if run.get("stop_reason") else ""),
+        f"architect: {run['llm']}   planner: {run.get('planner') or '-'}   sandbox:"
+        f" {run['sandbox']}   device: {run['device']}",
+        f"started {_when(run['created_at'])}, took {_span(run.get('duration_s'))};"
+        f" {len(story['iterations'])} of {run.get('max_iterations') or '?'} iterations;"
+        f" {len(story['llm_calls'])} LLM calls, {len(story['tool_calls'])} tool calls",
+    ]
+    best = story.get("best")
+    if best:
+        m = best.get("metrics") or {}
+        lines.append(
+            f"best: iteration {best['iteration']} ({best['summary']}): val acc"
+            f" {m.get('val_accuracy', 0):.4f}, {m.get('fps', 0):,.0f} FPS,"
+            f" {m.get('params', 0):,} params, CM {best.get('combined_metric', 0):.4f}"
+        )
+    out.print(Panel("\n".join(lines), title=f"run {run['run_id']}", title_align="left"))
+    for a in story["assumptions"]:
+        out.print(f"  assumed: {a}", highlight=False)
+
+
+def _overview(story: dict[str, Any]) -> None:
+    table = Table(title="Iterations", title_justify="left")
+    for col in ("#", "status", "summary", "val acc", "FPS", "params", "CM", "instructions next"):
+        table.add_column(col, overflow="fold")
+    for e in story["iterations"]:
+        m = e.get("metrics") or {}
+        mark = " *" if e.get("is_best") else ""
+        status = e["status"]
+        if status == "failed":
+            status = f"[red]failed[/]: {(e.get('error') or {}).get('type')}"
+        table.add_row(
+            f"{e['iteration']}{mark}",
+            status,
+            str(e.get("summary", ""))[:70],
+            _num(m.get("val_accuracy"), ".4f"),
+            _num(m.get("fps"), ",.0f"),
+            _num(m.get("params"), ","),
+            _num(e.get("combined_metric"), ".4f"),
+            " ".join(f"{i['code']}({i['weight']:g})" for i in e.get("instructions", [])),
+        )
+    out.print(table)
+    out.print("* became the best.  `archsmith show RUN --iteration N` tells one step's story.")
+
+
+def _rules(entry: dict[str, Any], title: str) -> None:
+    fired = entry.get("fired_rules") or []
+    if not fired:
+        out.print(f"{title}: no rule fired.")
+        return
+    table = Table(title=title, title_justify="left")
+    for col in ("rule", "weight", "raises", "why"):
+        table.add_column(col, overflow="fold")
+    for r in fired:
+        table.add_row(
+            r["rule_id"],
+            f"{r['weight']:g} ({r.get('weight_source', '')})",
+            " ".join(r.get("instructions", [])),
+            r.get("reason", ""),
+        )
+    out.print(table)
+    kept = entry.get("instructions") or []
+    if kept:
+        out.print(
+            "resolved instructions: "
+            + ", ".join(f"{i['code']} {i['weight']:g} ({i['meaning']})" for i in kept),
+            highlight=False,
+        )
+    for d in entry.get("dropped") or []:
+        out.print(f"dropped: {d['code']} ({d['weight']:g}): {d['reason']}", highlight=False)
+
+
+def _one_iteration(story: dict[str, Any], entry: dict[str, Any]) -> None:
+    n = int(entry["iteration"])
+    previous = next((e for e in story["iterations"] if int(e["iteration"]) == n - 1), None)
+    out.rule(
+        f"iteration {n}: {entry.get('summary', '')}" + ("  (best)" if entry["is_best"] else "")
+    )
+    out.print(f"status: {entry['status']}; {entry.get('seconds', 0):.1f} s", highlight=False)
+    if previous is not None:
+        _rules(previous, f"Why: the critic's verdict on iteration {n - 1}")
+    else:
+        out.print("Why: the first candidate, built from the spec alone.")
+    if entry.get("applied"):
+        out.print(f"applied by the architect: {', '.join(entry['applied'])}", highlight=False)
+    for call in story["llm_calls"]:
+        if call.get("iteration") == n:
+            tokens = (
+                f", {call['input_tokens']}+{call['output_tokens']} tokens"
+                if call.get("input_tokens") is not None
+                else ""
+            )
+            out.print(
+                Panel(call["prompt"], title=f"{call['role']} prompt to {call['model']}",
+                      title_align="left")
+            )  # fmt: skip
+            out.print(
+                Panel(call["response"], title=f"reply ({call['latency_s']:.1f} s{tokens})",
+                      title_align="left")
+            )  # fmt: skip
+    out.print(Syntax(entry.get("code", ""), "python", line_numbers=True, word_wrap=True))
+    for fix in entry.get("fixes") or []:
+        e = fix.get("error") or {}
+        out.print(
+            f"fix {fix['attempt']} after {fix['stage']}: {e.get('type')}: {e.get('message')}"
+            + (f" (line {e['line']})" if e.get("line") else ""),
+            highlight=False,
+        )
+    if entry["status"] == "failed":
+        e = entry.get("error") or {}
+        out.print(
+            f"[red]failed[/] in {e.get('stage')}: {e.get('type')}: {e.get('message')}",
+            highlight=False,
+        )
+    m = entry.get("metrics")
+    if m:
+        src = entry.get("energy_sources") or {}
+        table = Table(title="Measured", title_justify="left")
+        table.add_column("metric")
+        table.add_column("value", justify="right")
+        rows = [
+            ("validation accuracy", _num(m.get("val_accuracy"), ".4f")),
+            ("train accuracy", _num(m.get("train_accuracy"), ".4f")),
+            ("FPS (batch 256)", _num(m.get("fps"), ",.0f")),
+            ("latency, batch 1 (ms)", _num(m.get("latency_ms"), ".3f")),
+            ("parameters", _num(m.get("params"), ",")),
+            ("size (MB)", _num(m.get("model_size_mb"), ".3f")),
+            (f"training energy ({src.get('train')})", _num(m.get("train_energy_kwh_pue"), ".3g")),
+            (f"validation energy ({src.get('val')})", _num(m.get("val_energy_kwh_pue"), ".3g")),
+            ("combined metric CM", _num(entry.get("combined_metric"), ".4f")),
+        ]
+        for row in rows:
+            table.add_row(*row)
+        out.print(table)
+        _rules(entry, f"The critic on iteration {n}")
+    calls = [c for c in story["tool_calls"] if c.get("iteration") == n]
+    if calls:
+        out.print(
+            "tool calls: "
+            + ", ".join(
+                f"{c['tool']} {c['duration_s']:.1f} s {'ok' if c['ok'] else 'failed'}"
+                for c in calls
+            )
+            + f" ({calls[0]['backend']} sandbox)",
+            highlight=False,
+        )
+
+
+def show_cmd(
+    run_id: Annotated[str, typer.Argument(help="Run id, a unique prefix of it, or 'latest'.")],
+    iteration: Annotated[
+        int | None, typer.Option("--iteration", "-i", min=1, help="Tell one step's story.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the record as JSON.")] = False,
+) -> None:
+    """The whole story of a run, or of one iteration: why, the prompt, the code, the metrics."""
+    try:
+        with _store() as (store, settings):
+            run = resolve_run(store, settings, run_id)
+            story = run_story(store, run["run_id"])
+            entry = iteration_entry(story, iteration) if iteration is not None else None
+    except InputError as e:
+        raise _fail(e) from e
+    if as_json:
+        if entry is not None:
+            n = entry["iteration"]
+            data: dict[str, Any] = {
+                "run_id": run["run_id"],
+                "iteration": entry,
+                "llm_calls": [c for c in story["llm_calls"] if c.get("iteration") == n],
+                "tool_calls": [c for c in story["tool_calls"] if c.get("iteration") == n],
+            }
+        else:
+            data = story
+        out.print_json(json.dumps(data, default=str))
+        return
+    if entry is not None:
+        _one_iteration(story, entry)
+        return
+    _header(story)
+    if story["iterations"]:
+        _overview(story)
+    else:
+        out.print("No iteration has finished yet.")
+
+
+def diff_cmd(
+    run_id: Annotated[str, typer.Argument(help="Run id, a unique prefix of it, or 'latest'.")],
+    a: Annotated[int, typer.Argument(help="The earlier iteration.")],
+    b: Annotated[int, typer.Argument(help="The later iteration.")],
+) -> None:
+    """The code diff between two iterations and how their metrics moved."""
+    try:
+        with _store() as (store, settings):
+            run = resolve_run(store, settings, run_id)
+            story = run_story(store, run["run_id"])
+            ea, eb = iteration_entry(story, a), iteration_entry(story, b)
+    except InputError as e:
+        raise _fail(e) from e
+    table = Table(title=f"run {run['run_id']}: iteration {a} -> {b}", title_justify="left")
+    for col in ("metric", f"#{a}", f"#{b}", "change"):
+        table.add_column(col, justify="left" if col == "metric" else "right")
+    for label, va, vb, delta, better in metric_deltas(ea, eb):
+        colour = {True: "green", False: "red", None: "white"}[better]
+        change = "-" if delta is None else f"[{colour}]{delta:+.4g}[/]"
+        table.add_row(label, _num(va, ".4g"), _num(vb, ".4g"), change)
+    out.print(table)
+    out.print(f"#{a}: {ea.get('summary', '')}\n#{b}: {eb.get('summary', '')}", highlight=False)
+    text = code_diff(ea, eb)
+    if text:
+        out.print(Syntax(text, "diff", word_wrap=True))
+    else:
+        out.print("The two iterations have the same code.")
+
+
+def report_cmd(
+    run_id: Annotated[str, typer.Argument(help="Run id, a unique prefix of it, or 'latest'.")],
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="HTML file (default: in the run's dir).")
+    ] = None,
+    allow_running: Annotated[
+        bool, typer.Option("--allow-running", help="Report a run that is still going.")
+    ] = False,
+) -> None:
+    """One self-contained HTML file: plots over iterations, Pareto fronts, one card per step."""
+    from archsmith.report import ReportData, write_report
+
+    started = time.perf_counter()
+    try:
+        with _store() as (store, settings):
+            run = resolve_run(store, settings, run_id)
+            require_finished(run, "a report", allow_running=allow_running)
+            story = run_story(store, run["run_id"])
+            path = output or default_report_path(run)
+            data = ReportData(
+                run={**run, "max_iterations": run.get("max_iterations")},
+                spec=story["spec"],
+                assumptions=story["assumptions"],
+                iterations=story["iterations"],
+                llm_calls=story["llm_calls"],
+                tool_calls=story["tool_calls"],
+            )
+            written = write_report(data, path)
+            store.add_artifact(run["run_id"], "report", written)
+    except InputError as e:
+        raise _fail(e) from e
+    out.print(
+        f"report of run {run['run_id']} ({len(story['iterations'])} iterations) written in"
+        f" {time.perf_counter() - started:.2f} s:",
+        highlight=False,
+    )
+    out.print(written.resolve().as_uri(), soft_wrap=True, highlight=False)
+
+
+def export_cmd(
+    run_id: Annotated[str, typer.Argument(help="Run id, a unique prefix of it, or 'latest'.")],
+    fmt: Annotated[
+        str, typer.Option("--format", "-f", help="onnx, torchscript or pytorch.")
+    ] = "onnx",
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Directory (default: ./export-RUN).")
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace a non-empty directory.")] = False,
+    allow_running: Annotated[
+        bool, typer.Option("--allow-running", help="Export the best so far of a running run.")
+    ] = False,
+) -> None:
+    """The best model: code, safetensors weights, ONNX (checked) or TorchScript, a model card."""
+    from archsmith.export import export_model
+    from archsmith.sandbox import SandboxError, get_sandbox
+    from archsmith.tools.runtime import ToolRuntime
+
+    if fmt not in ("onnx", "torchscript", "pytorch"):
+        raise _fail(InputError(f"--format must be onnx, torchscript or pytorch, not {fmt!r}"))
+    try:
+        with _store() as (store, settings):
+            run = resolve_run(store, settings, run_id)
+            require_finished(run, "an export", allow_running=allow_running)
+            story = run_story(store, run["run_id"])
+            best = _best_or_fail(story)
+            run_settings = run.get("settings") or {}
+            if run_settings.get("data_dir") and settings.data_dir is None:
+                settings = settings.model_copy(update={"data_dir": Path(run_settings["data_dir"])})
+            box = get_sandbox(run["sandbox"], image=settings.sandbox_image)
+            runtime = ToolRuntime(box, settings, device="cpu")
+            target = output or Path.cwd() / f"export-{run['run_id']}"
+            with err.status(f"exporting iteration {best['iteration']} ({fmt}) in the sandbox ..."):
+                result = export_model(
+                    runtime,
+                    run={
+                        **run,
+                        "iterations_done": len(story["iterations"]),
+                        "epochs": run_settings.get("epochs"),
+                    },
+                    spec=story["spec"],
+                    best=best,
+                    fmt=fmt,  # type: ignore[arg-type]
+                    out_dir=target,
+                    overwrite=force,
+                    max_val=run_settings.get("max_val"),
+                    max_train=run_settings.get("max_train"),
+                )
+            store.add_artifact(run["run_id"], "export", result.out_dir, best["iteration"])
+    except InputError as e:
+        raise _fail(e) from e
+    except SandboxError as e:
+        err.print(f"[bold red]sandbox error:[/] {e}", highlight=False)
+        raise typer.Exit(1) from e
+    out.print(
+        f"exported iteration {best['iteration']} of run {run['run_id']} in {result.seconds:.1f} s"
+        f" to {result.out_dir}",
+        soft_wrap=True,
+        highlight=False,
+    )
+    for name in result.files:
+        out.print(f"  {name}", highlight=False)
+    for name, check in result.check.items():
+        if not isinstance(check, dict):
+            continue
+        agree = check.get("argmax_disagreements", 0)
+        out.print(
+            f"checked {name} against PyTorch on {check.get('samples')} validation samples:"
+            f" max |difference| {check.get('max_abs_diff', 0):.2g},"
+            + (" every prediction agrees" if not agree else f" {agree} predictions differ")
+            + ("" if check.get("passed") else " [red](failed)[/]"),
+            highlight=False,
+        )
+
+
+def _best_or_fail(story: dict[str, Any]) -> dict[str, Any]:
+    best: dict[str, Any] | None = story["best"]
+    if best is None:
+        raise InputError(
+            f"run {story['run']['run_id']} has no evaluated candidate to export"
+            f" ({len(story['iterations'])} iterations, none succeeded)"
+        )
+    return best
+
+
+def _check_stoppable(run: dict[str, Any], now: bool) -> None:
+    if run["status"] != "running":
+        hint = "; `archsmith resume` continues it" if run["status"] != "finished" else ""
+        raise InputError(
+            f"run {run['run_id']} is not running (status: {run['status']}); nothing to stop{hint}"
+        )
+    if run.get("alive") is None and now:
+        raise InputError(
+            f"run {run['run_id']} runs on host {run.get('host')}; --now works only there"
+        )
+
+
+def stop_cmd(
+    run_id: Annotated[str, typer.Argument(help="Run id, a unique prefix of it, or 'latest'.")],
+    now: Annotated[
+        bool, typer.Option("--now", help="Interrupt the step in flight (Ctrl-C to the process).")
+    ] = False,
+) -> None:
+    """Stop a run going in another terminal: after its current step, or --now."""
+    try:
+        with _store() as (store, settings):
+            run = resolve_run(store, settings, run_id)
+            _check_stoppable(run, now)
+            store.request_stop(run["run_id"])
+    except InputError as e:
+        raise _fail(e) from e
+    if now:
+        os.kill(int(run["pid"]), signal.SIGINT)
+        out.print(f"sent Ctrl-C to run {run['run_id']} (process {run['pid']})", highlight=False)
+    else:
+        out.print(
+            f"asked run {run['run_id']} to stop after its current step; resume it later with"
+            f" `archsmith resume {run['run_id']}`",
+            highlight=False,
+        )
+
+
+def register(app: typer.Typer) -> None:
+    """Add the run-inspection commands to the ``archsmith`` command."""
+    app.command("runs")(runs_cmd)
+    app.command("show")(show_cmd)
+    app.command("diff")(diff_cmd)
+    app.command("report")(report_cmd)
+    app.command("export")(export_cmd)
+    app.command("stop")(stop_cmd)
