@@ -63,6 +63,15 @@ class _Recorder(BaseHTTPRequestHandler):
         return
 
 
+def _one_round(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """One short offline round on digits, as a user would start it."""
+    return subprocess.run(
+        [str(SCRIPT), "run", "build a 1000-FPS digits classifier", "-n", "1", "--epochs", "1",
+         "--max-train", "300"],
+        capture_output=True, text=True, env=env, timeout=600,
+    )  # fmt: skip
+
+
 @pytest.fixture
 def langsmith_stub() -> Iterator[tuple[str, list[tuple[str, bytes]]]]:
     bodies: list[tuple[str, bytes]] = []
@@ -88,11 +97,7 @@ def test_a_run_is_traced_to_langsmith_when_the_user_sets_its_variables(
         "LANGSMITH_API_KEY": "lsv2-test-key",
         "LANGSMITH_PROJECT": "archsmith-tests",
     }
-    result = subprocess.run(
-        [str(SCRIPT), "run", "build a 1000-FPS digits classifier", "-n", "1", "--epochs", "1",
-         "--max-train", "300"],
-        capture_output=True, text=True, env=env, timeout=600,
-    )  # fmt: skip
+    result = _one_round(env)
     assert result.returncode == 0, result.stdout + result.stderr
     run_id = result.stdout.split("run ", 1)[1].split(":", 1)[0]
     sent = b"".join(body for path, body in bodies if path.startswith("/runs"))
@@ -111,10 +116,6 @@ def test_nothing_is_sent_without_the_variables(
         k: v for k, v in env_for(tmp_path).items() if not k.startswith(("LANGSMITH", "LANGCHAIN"))
     }
     env["LANGSMITH_ENDPOINT"] = url  # an endpoint alone does not turn tracing on
-    result = subprocess.run(
-        [str(SCRIPT), "run", "build a 1000-FPS digits classifier", "-n", "1", "--epochs", "1",
-         "--max-train", "300"],
-        capture_output=True, text=True, env=env, timeout=600,
-    )  # fmt: skip
+    result = _one_round(env)
     assert result.returncode == 0, result.stdout + result.stderr
     assert bodies == []
