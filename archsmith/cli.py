@@ -17,6 +17,7 @@ from rich.logging import RichHandler
 from rich.table import Table
 
 from archsmith import __version__
+from archsmith.cli_bench import register as register_bench_command
 from archsmith.cli_runs import register as register_run_commands
 from archsmith.errors import InputError, load_json_model
 from archsmith.spec import load_spec
@@ -625,6 +626,7 @@ def resume_cmd(
 
 
 register_run_commands(app)
+register_bench_command(app)
 
 
 def main() -> None:
