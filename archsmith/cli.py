@@ -12,12 +12,13 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.logging import RichHandler
 from rich.table import Table
 
 from archsmith import __version__
 from archsmith.cli_bench import register as register_bench_command
+from archsmith.cli_common import err, out
+from archsmith.cli_common import fail as _fail
 from archsmith.cli_runs import register as register_run_commands
 from archsmith.errors import InputError, load_json_model
 from archsmith.spec import load_spec
@@ -27,7 +28,6 @@ from archsmith.tools.schemas import EvaluationMetrics, RulebookAdviceOutput
 
 __all__ = ["app", "main"]
 
-EXIT_BAD_INPUT = 2
 
 log = logging.getLogger("archsmith")
 app = typer.Typer(
@@ -37,8 +37,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-out = Console()
-err = Console(stderr=True)
 
 
 def _version(value: bool) -> None:
@@ -64,11 +62,6 @@ def _root(
         handlers=[RichHandler(console=err, show_path=False)],
         force=True,
     )
-
-
-def _fail(e: InputError) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {e}", markup=True, highlight=False)
-    return typer.Exit(EXIT_BAD_INPUT)
 
 
 @app.command("advise")

@@ -13,7 +13,6 @@ from typing import Annotated, Any
 
 import typer
 from pydantic import ValidationError
-from rich.console import Console
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -23,19 +22,13 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from archsmith.cli_common import err, out
+from archsmith.cli_common import fail as _fail
 from archsmith.errors import InputError, format_validation_error
 
 __all__ = ["register"]
 
 log = logging.getLogger(__name__)
-EXIT_BAD_INPUT = 2
-out = Console()
-err = Console(stderr=True)
-
-
-def _fail(e: InputError) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {e}", markup=True, highlight=False)
-    return typer.Exit(EXIT_BAD_INPUT)
 
 
 def _seeds(text: str) -> int | list[int]:

@@ -18,11 +18,12 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.panel import Panel
 from rich.syntax import Syntax
 from rich.table import Table
 
+from archsmith.cli_common import err, out
+from archsmith.cli_common import fail as _fail
 from archsmith.config import Settings
 from archsmith.errors import InputError
 from archsmith.memory.store import RunStore
@@ -39,14 +40,6 @@ from archsmith.memory.views import (
 __all__ = ["register"]
 
 log = logging.getLogger(__name__)
-EXIT_BAD_INPUT = 2
-out = Console()
-err = Console(stderr=True)
-
-
-def _fail(e: InputError) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {e}", markup=True, highlight=False)
-    return typer.Exit(EXIT_BAD_INPUT)
 
 
 @contextmanager

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 import pickle
 import statistics
-from pathlib import Path
 
 import pytest
 
@@ -16,31 +15,12 @@ from archsmith.bench.objectives import (
     MFactorObjective,
     make_objective,
 )
-from archsmith.bench.spaces import MACRO_FILE, NB201_FILE, NasBench201, NasBenchMacro, nb201_params
+from archsmith.bench.spaces import NasBench201, NasBenchMacro, nb201_params
 from archsmith.data.registry import REGISTRY
 from archsmith.errors import InputError
 from archsmith.metrics import m_factor
 from archsmith.spec import TaskSpec
 from archsmith.tools.rulebook_advice import advise
-
-SHARED = Path(__file__).parents[2].parent / "shared" / "data"
-
-
-def shared_file(name: str) -> Path:
-    path = SHARED / name
-    if not path.is_file():
-        pytest.skip(f"the real benchmark table is not here: {path.resolve()} is absent")
-    return path
-
-
-@pytest.fixture(scope="module")
-def macro() -> NasBenchMacro:
-    return NasBenchMacro.from_file(shared_file(MACRO_FILE))
-
-
-@pytest.fixture(scope="module")
-def nb201() -> NasBench201:
-    return NasBench201.from_file(shared_file(NB201_FILE))
 
 
 def small_macro() -> NasBenchMacro:

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 import torch
+from benchdata import shared_file
 from torch import nn
 
 from archsmith.bench import spaces
@@ -33,27 +34,6 @@ from archsmith.bench.spaces import (
     nb201_params,
 )
 from archsmith.errors import InputError
-
-SHARED = Path(__file__).parents[2].parent / "shared" / "data"
-
-
-def shared_file(name: str) -> Path:
-    """The published table in ../shared/data, or skip the test saying it is absent."""
-    path = SHARED / name
-    if not path.is_file():
-        pytest.skip(f"the real benchmark table is not here: {path.resolve()} is absent")
-    return path
-
-
-@pytest.fixture(scope="module")
-def macro() -> NasBenchMacro:
-    return NasBenchMacro.from_file(shared_file(MACRO_FILE))
-
-
-@pytest.fixture(scope="module")
-def nb201() -> NasBench201:
-    return NasBench201.from_file(shared_file(NB201_FILE))
-
 
 # -- the real tables ------------------------------------------------------------------------------
 
