@@ -17,7 +17,7 @@ from rich.table import Table
 
 from archsmith import __version__
 from archsmith.cli_bench import register as register_bench_command
-from archsmith.cli_common import err, out
+from archsmith.cli_common import SANDBOX_HELP, check_sandbox, err, out
 from archsmith.cli_common import fail as _fail
 from archsmith.cli_runs import register as register_run_commands
 from archsmith.errors import InputError, load_json_model
@@ -252,9 +252,7 @@ def evaluate_cmd(
     budget: Annotated[
         float | None, typer.Option("--budget", min=1, help="Training time limit (seconds).")
     ] = None,
-    sandbox: Annotated[
-        str, typer.Option("--sandbox", help="Where the code runs: local or docker.")
-    ] = "local",
+    sandbox: Annotated[str, typer.Option("--sandbox", help=SANDBOX_HELP)] = "local",
     device: Annotated[
         str | None, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")
     ] = None,
@@ -272,11 +270,10 @@ def evaluate_cmd(
     """Measure one model file the way the agent measures candidates, in the sandbox."""
     from archsmith.config import Settings
     from archsmith.data import DatasetNotFoundError, DatasetUnavailableError
-    from archsmith.sandbox import SandboxError, get_sandbox
+    from archsmith.sandbox import SandboxError, SandboxUnavailableError, get_sandbox
     from archsmith.tools.runtime import ToolRuntime
 
-    if sandbox not in ("local", "docker"):
-        raise _fail(InputError(f"--sandbox must be local or docker, not {sandbox!r}"))
+    check_sandbox(sandbox)
     try:
         code = model_file.read_text(encoding="utf-8")
     except OSError as e:
@@ -288,14 +285,14 @@ def evaluate_cmd(
         overrides["data_dir"] = data_dir
     settings = Settings(**overrides)  # type: ignore[arg-type]
     try:
-        box = get_sandbox(settings.sandbox, image=settings.sandbox_image)
+        box = get_sandbox(settings.sandbox, image=settings.sandbox_image, bwrap=settings.bwrap)
         runtime = ToolRuntime(box, settings)
         with err.status(f"preparing {dataset} ..."):
             data = runtime.prepare(dataset, max_train=max_train)
         report = _evaluate(
             runtime, code, dataset, data.meta, epochs, budget, max_train, seed, show=not as_json
         )
-    except (DatasetNotFoundError, DatasetUnavailableError) as e:
+    except (DatasetNotFoundError, DatasetUnavailableError, SandboxUnavailableError) as e:
         raise _fail(e) from e
     except SandboxError as e:
         err.print(f"[bold red]sandbox error:[/] {e}", highlight=False)
@@ -374,14 +371,18 @@ def _evaluate(
     if not trained.ok:
         return report
     for h in trained.history:
+        loss = "nan" if h.train_loss is None else f"{h.train_loss:.4f}"
         err.print(
-            f"  epoch {h.epoch}: train acc {h.train_accuracy:.4f}, val acc {h.val_accuracy:.4f}"
-            f" ({h.seconds:.1f} s)"
+            f"  epoch {h.epoch}: on its training batches loss {loss}, acc {h.train_accuracy:.4f}"
+            f" ({h.seconds:.1f} s; the candidate's own account)"
         )
+    if trained.model_dir is None:
+        return report
     with err.status("measure_energy ..."):
+        shape_args = {k: v for k, v in base.items() if k != "code"}
         measured = measure_energy(
             runtime,
-            MeasureEnergyInput(**base, dataset=dataset, weights_path=trained.weights_path),
+            MeasureEnergyInput(**shape_args, dataset=dataset, model_dir=trained.model_dir),
         )
     report["measure_energy"] = measured.model_dump(mode="json")
     if not show:
@@ -411,7 +412,7 @@ def _evaluate(
             str(measured.val_energy_source),
         )
     out.print(table)
-    out.print(f"weights: {trained.weights_path}", soft_wrap=True)
+    out.print(f"trained model (program): {trained.model_dir}", soft_wrap=True)
     return report
 
 
@@ -478,7 +479,7 @@ def run_cmd(
     base_url: Annotated[
         str | None, typer.Option("--base-url", help="An OpenAI-compatible server's URL.")
     ] = None,
-    sandbox: Annotated[str, typer.Option("--sandbox", help="local or docker.")] = "local",
+    sandbox: Annotated[str, typer.Option("--sandbox", help=SANDBOX_HELP)] = "local",
     device: Annotated[str | None, typer.Option("--device", help="auto, cpu, cuda.")] = None,
     data_dir: Annotated[Path | None, typer.Option("--data-dir")] = None,
     epochs: Annotated[
@@ -501,14 +502,20 @@ def run_cmd(
     from archsmith.agents.session import auto_epochs, new_meta, parse_duration, start_run
     from archsmith.config import Settings
     from archsmith.data import prepare_dataset
+    from archsmith.sandbox import get_sandbox
     from archsmith.tools.runtime import read_prepared_meta
 
-    if sandbox not in ("local", "docker"):
-        raise _fail(InputError(f"--sandbox must be local or docker, not {sandbox!r}"))
+    check_sandbox(sandbox)
     try:
         value = _llm_value(llm)
         budget_s = parse_duration(budget) if budget else None
         chat = make_llm(value, base_url=base_url)
+        # Before any work: code written by an LLM needs a sandbox that can start here.
+        get_sandbox(
+            sandbox,  # type: ignore[arg-type]
+            trusted_code=chat is None,
+            bwrap=Settings().bwrap,
+        )
         if chat is not None:
             with err.status(f"checking {value} ..."):
                 check_llm(chat)
@@ -596,8 +603,8 @@ def _execute(start: Any, run_id: str, settings: Any) -> None:
             highlight=False,
         )
         out.print(f"code: {directory / 'best_model.py'}", soft_wrap=True)
-        if best.get("weights_path"):
-            out.print(f"weights: {best['weights_path']}", soft_wrap=True)
+        if best.get("model_dir"):
+            out.print(f"trained model (program): {best['model_dir']}", soft_wrap=True)
     else:
         out.print("no candidate was evaluated successfully")
     out.print(f"run directory: {directory}", soft_wrap=True)

@@ -7,12 +7,27 @@ from rich.console import Console
 
 from archsmith.errors import InputError
 
-__all__ = ["EXIT_BAD_INPUT", "err", "fail", "out"]
+__all__ = ["EXIT_BAD_INPUT", "SANDBOX_HELP", "check_sandbox", "err", "fail", "out"]
 
 #: Exit code for bad input (a missing file, an unknown name, a value out of range).
 EXIT_BAD_INPUT = 2
 out = Console()
 err = Console(stderr=True)
+
+
+#: The --sandbox option's help, the same on every command that runs candidate code.
+SANDBOX_HELP = (
+    "Where candidate code runs: local (bubblewrap: the system's, else the bundled one), docker,"
+    " or none: NO isolation, the code can read your files, use the network and forge its own"
+    " scores; only for code you trust."
+)
+
+
+def check_sandbox(name: str) -> str:
+    """``name`` if it is a sandbox backend, else the bad-input exit saying which exist."""
+    if name not in ("local", "docker", "none"):
+        raise fail(InputError(f"--sandbox must be local, docker or none, not {name!r}"))
+    return name
 
 
 def fail(e: InputError) -> typer.Exit:

@@ -395,7 +395,12 @@ def export_cmd(
             run_settings = run.get("settings") or {}
             if run_settings.get("data_dir") and settings.data_dir is None:
                 settings = settings.model_copy(update={"data_dir": Path(run_settings["data_dir"])})
-            box = get_sandbox(run["sandbox"], image=settings.sandbox_image)
+            box = get_sandbox(
+                run["sandbox"],
+                image=settings.sandbox_image,
+                trusted_code=str(run.get("llm") or "") == "offline",
+                bwrap=settings.bwrap,
+            )
             runtime = ToolRuntime(box, settings, device="cpu")
             target = output or Path.cwd() / f"export-{run['run_id']}"
             with err.status(f"exporting iteration {best['iteration']} ({fmt}) in the sandbox ..."):

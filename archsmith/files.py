@@ -1,8 +1,12 @@
-"""Writing files so that a crash or a full disk leaves the old file or the new one, never half.
+"""How archsmith writes the files it keeps, and reads the files a sandboxed job leaves behind.
 
 Every file a user asks for (a report, an exported model, a model card) is written to a temporary
 name in the same directory and renamed into place; a write that fails removes the temporary file and
 says what went wrong and what to do.
+
+A job's work directory is writable by candidate code, so everything in it is hostile: a link to a
+host file, a FIFO whose read never returns, a file of any size. ``open_untrusted`` opens such a file
+without following links and only when it is a regular file of bounded size.
 """
 
 from __future__ import annotations
@@ -10,14 +14,59 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
-from archsmith.errors import InputError
+from archsmith.errors import ArchsmithError, InputError
 
-__all__ = ["atomic_dir", "atomic_write_bytes", "atomic_write_text", "explain_os_error"]
+__all__ = [
+    "UntrustedFileError",
+    "atomic_dir",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "explain_os_error",
+    "open_untrusted",
+    "read_untrusted",
+]
+
+
+class UntrustedFileError(ArchsmithError):
+    """A file a sandboxed job left is missing, a link, not a regular file, or too large."""
+
+
+def open_untrusted(path: Path, limit: int) -> BinaryIO:
+    """Open ``path`` for reading if it is a regular file of at most ``limit`` bytes.
+
+    Never follows a link (``O_NOFOLLOW``) and never blocks on a FIFO (``O_NONBLOCK``); the size is
+    that of the opened file, so swapping the file after the check changes nothing.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as e:  # ELOOP: a link; ENOENT: not written
+        raise UntrustedFileError(f"cannot open {path.name}: {e.strerror}") from e
+    f = os.fdopen(fd, "rb")
+    st = os.fstat(f.fileno())
+    if not stat.S_ISREG(st.st_mode) or st.st_size > limit:
+        f.close()
+        what = "not a regular file" if not stat.S_ISREG(st.st_mode) else f"{st.st_size} bytes"
+        raise UntrustedFileError(
+            f"{path.name} is {what}; a job's output must be a regular file of at most {limit} bytes"
+        )
+    return f
+
+
+def read_untrusted(path: Path, limit: int) -> bytes:
+    """The bytes of ``path``, with ``open_untrusted``'s checks; a file still growing is refused."""
+    with open_untrusted(path, limit) as f:
+        # Read what fstat says is there, plus one byte to notice growth; never pre-allocate limit.
+        data = f.read(os.fstat(f.fileno()).st_size + 1)
+    if len(data) > limit:
+        raise UntrustedFileError(f"{path.name} grew beyond {limit} bytes while being read")
+    return data
 
 
 def explain_os_error(e: OSError, path: Path) -> InputError:

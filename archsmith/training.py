@@ -69,8 +69,8 @@ class EpochStats:
     epoch: int
     train_loss: float
     train_accuracy: float
-    val_loss: float
-    val_accuracy: float
+    val_loss: float | None
+    val_accuracy: float | None
     seconds: float
 
 
@@ -105,7 +105,7 @@ class TrainReport:
                     "epoch": h.epoch,
                     "train_loss": clean(h.train_loss),
                     "train_accuracy": h.train_accuracy,
-                    "val_loss": clean(h.val_loss),
+                    "val_loss": clean(h.val_loss) if h.val_loss is not None else None,
                     "val_accuracy": h.val_accuracy,
                     "seconds": h.seconds,
                 }
@@ -330,16 +330,20 @@ def train(
         train_loss = float(loss_sum.item()) / max(count, 1)
         if not math.isfinite(train_loss):
             report.diverged = True
-        val_loss, val_acc = evaluate(
-            model,
-            data,
-            data.x_val,
-            data.y_val,
-            batch_size=cfg.eval_batch_size,
-            amp_dtype=amp_dtype,
-        )
-        if not math.isfinite(val_loss) and data.x_val.shape[0] > 0:
-            report.diverged = True
+        # The candidate's process has no validation split: only the measuring process scores.
+        val_loss: float | None = None
+        val_acc: float | None = None
+        if data.x_val.shape[0] > 0:
+            val_loss, val_acc = evaluate(
+                model,
+                data,
+                data.x_val,
+                data.y_val,
+                batch_size=cfg.eval_batch_size,
+                amp_dtype=amp_dtype,
+            )
+            if not math.isfinite(val_loss):
+                report.diverged = True
         stats = EpochStats(
             epoch=epoch + 1,
             train_loss=train_loss,
@@ -357,19 +361,23 @@ def train(
     _sync(device)
     report.wall_time_s = time.monotonic() - start
     report.train_samples_per_s = seen / report.wall_time_s if report.wall_time_s > 0 else 0.0
-    # Line 11 of Algorithm 1: training accuracy is the trained model evaluated on the training set.
-    report.train_loss, report.train_accuracy = evaluate(
-        model,
-        data,
-        data.x_train,
-        data.y_train,
-        batch_size=cfg.eval_batch_size,
-        amp_dtype=amp_dtype,
-        limit=cfg.train_eval_samples,
-    )
     last = report.history[-1] if report.history else None
-    report.val_loss = last.val_loss if last else math.nan
-    report.val_accuracy = last.val_accuracy if last else 0.0
-    if not math.isfinite(report.train_loss):
-        report.diverged = True
+    report.val_loss = last.val_loss if last and last.val_loss is not None else math.nan
+    report.val_accuracy = last.val_accuracy if last and last.val_accuracy is not None else 0.0
+    if cfg.train_eval_samples > 0:
+        # Line 11 of Algorithm 1: training accuracy is the trained model evaluated on the
+        # training set (in the sealed scoreboard, the measuring process does this instead).
+        report.train_loss, report.train_accuracy = evaluate(
+            model,
+            data,
+            data.x_train,
+            data.y_train,
+            batch_size=cfg.eval_batch_size,
+            amp_dtype=amp_dtype,
+            limit=cfg.train_eval_samples,
+        )
+        if not math.isfinite(report.train_loss):
+            report.diverged = True
+    elif last is not None:
+        report.train_loss, report.train_accuracy = last.train_loss, last.train_accuracy
     return report

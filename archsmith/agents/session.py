@@ -128,7 +128,12 @@ def _architect(llm_value: str, llm: Any, seed: int) -> Architect:
 def _context(
     meta: RunMeta, settings: Settings, llm: Any, recorder: RunRecorder | None = None
 ) -> AgentContext:
-    sandbox = get_sandbox(meta.sandbox, image=settings.sandbox_image)  # type: ignore[arg-type]
+    sandbox = get_sandbox(
+        meta.sandbox,  # type: ignore[arg-type]
+        image=settings.sandbox_image,
+        trusted_code=llm is None,
+        bwrap=settings.bwrap,
+    )
     tools = ToolRuntime(sandbox, settings, device=meta.device)
     if recorder is not None:
         tools.on_call = recorder.on_tool_call

@@ -29,7 +29,7 @@ from archsmith.data.prepared_format import (
 from archsmith.data.splits import stratified_subsample
 from archsmith.errors import InputError
 
-__all__ = ["PreparedDataset", "cache_key", "load_prepared", "prepare_dataset"]
+__all__ = ["PreparedDataset", "cache_key", "load_prepared", "prepare_dataset", "train_view"]
 
 logger = logging.getLogger(__name__)
 
@@ -142,3 +142,31 @@ def prepare_dataset(
         path,
     )
     return path
+
+
+def train_view(path: Path) -> Path:
+    """The candidate's copy of a prepared dataset: the training split, with no other split at all.
+
+    Candidate code runs in a process that is given this file only, so validation (and test)
+    labels never enter it. Written once next to ``path`` (``NAME-KEY.train.npz``) and reused; the
+    prepared file's name is a hash of its inputs, so the view's is too.
+    """
+    view = path.with_name(f"{path.stem}.train.npz")
+    if view.is_file():
+        return view
+    data = load_prepared(path)
+    meta = {k: v for k, v in data.meta.items() if k not in ("counts", "format_version")}
+    meta["view"] = "train"
+    meta["counts"] = {
+        "train": len(data.y_train),
+        "train_per_class": np.bincount(data.y_train, minlength=data.num_classes).tolist(),
+    }
+    arrays = {
+        "x_train": data.x_train,
+        "y_train": data.y_train,
+        "x_val": data.x_val[:0],
+        "y_val": data.y_val[:0],
+    }
+    save_prepared(view, arrays, meta, list(data.vocabulary) if data.vocabulary else None)
+    logger.info("wrote the training-split view %s", view)
+    return view

@@ -82,6 +82,6 @@ class RunRecorder:
             path = self.directory / CANDIDATES_DIR / f"iteration_{number:03d}.py"
             atomic_write_text(path, entry["code"])
             artifacts.append(("code", path))
-        if entry.get("weights_path"):
-            artifacts.append(("weights", Path(entry["weights_path"])))
+        if entry.get("model_dir"):
+            artifacts.append(("model", Path(entry["model_dir"])))
         self.store.record_iteration(self.run_id, entry, artifacts)

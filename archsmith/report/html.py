@@ -195,7 +195,7 @@ class IterationView:
     code: str
     code_lines: int
     arch_json: str | None
-    weights_path: str | None
+    model_dir: str | None
     llm_calls: list[dict[str, str]] = field(default_factory=list)
     tool_calls: list[dict[str, str]] = field(default_factory=list)
     val_accuracy: str = "—"
@@ -489,7 +489,7 @@ def _iteration_view(
         code=code,
         code_lines=code.count("\n") + (1 if code and not code.endswith("\n") else 0),
         arch_json=json.dumps(arch, indent=2, sort_keys=True) if arch else None,
-        weights_path=str(entry["weights_path"]) if entry.get("weights_path") else None,
+        model_dir=str(entry["model_dir"]) if entry.get("model_dir") else None,
         llm_calls=llm_calls,
         tool_calls=tool_calls,
         val_accuracy=fmt_pct(m.get("val_accuracy")),

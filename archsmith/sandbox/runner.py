@@ -1,13 +1,20 @@
-"""The program that runs inside the sandbox: ``python -m archsmith.sandbox.runner WORK_DIR``.
+"""The program that runs inside the sandbox: ``python -I -m archsmith.sandbox.runner WORK_DIR``.
 
-It reads ``job.json``, runs the named tool on the candidate in ``candidate.py``, and writes exactly
-one ``result.json`` (atomically) with ``ok``, ``result`` and ``error``. Errors of the candidate are
-caught here and described (type, message, the line in the candidate, a traceback with the work
-directory's path replaced); the process exits 0 whenever it managed to write a result, so a
-non-zero exit always means the framework itself failed.
+It reads ``job.json``, runs the named tool and writes exactly one ``result.json`` (atomically) with
+``ok``, ``result`` and ``error``. Two kinds of job never meet in one process:
 
-It imports only the standard library, pydantic, numpy, torch and the tool implementations, so a
-sandbox image needs nothing else.
+- candidate jobs (``build``, ``train``, ``export``) import the candidate in ``candidate.py``
+  (``archsmith.scoring.candidate``); their result is the candidate's own account, which the host
+  never takes as a score;
+- measuring jobs (``inspect``, ``score``, ``speed``) load only the exported program
+  (``archsmith.scoring.measure``) and refuse to run where a ``candidate.py`` exists.
+
+Errors are caught here and described (type, message, the line in the candidate, a traceback with
+host paths replaced); the process exits 0 whenever it managed to write a result, so a non-zero exit
+always means the framework itself failed.
+
+It imports only the standard library, pydantic, numpy, torch, safetensors and the tool
+implementations, so a sandbox image needs nothing else.
 """
 
 from __future__ import annotations
@@ -29,6 +36,11 @@ _MESSAGE_LIMIT = 2000
 _TRACEBACK_LIMIT = 8000
 
 
+#: Jobs that import the candidate, and jobs that measure its exported program without it.
+CANDIDATE_TOOLS = frozenset({"build", "train", "export"})
+MEASURING_TOOLS = frozenset({"inspect", "score", "speed"})
+
+
 def candidate_line(tb: TracebackType | None, candidate: str) -> int | None:
     """The innermost line of the traceback that lies in the candidate's file."""
     line = None
@@ -38,9 +50,31 @@ def candidate_line(tb: TracebackType | None, candidate: str) -> int | None:
     return line
 
 
+def exception_chain(exc: BaseException) -> list[BaseException]:
+    """``exc`` and its causes, outermost first (at most 20, no cycles)."""
+    chain = [exc]
+    while len(chain) < 20:
+        nxt = chain[-1].__cause__ or chain[-1].__context__
+        if nxt is None or nxt in chain:
+            break
+        chain.append(nxt)
+    return chain
+
+
+def chain_line(exc: BaseException, candidate: str) -> int | None:
+    """The candidate's line from the innermost exception of the chain that has one.
+
+    torch.export and the exporters wrap the real failure (a data-dependent branch in forward) in
+    their own errors, and archsmith wraps those again; the cause nearest the candidate's code
+    names the line to fix.
+    """
+    lines = [candidate_line(e.__traceback__, candidate) for e in reversed(exception_chain(exc))]
+    return next((ln for ln in lines if ln is not None), None)
+
+
 def describe(exc: BaseException, candidate: str, work_dir: str) -> dict[str, Any]:
     """A CandidateError as data: type, message, candidate line, and a host-path-free traceback."""
-    line = candidate_line(exc.__traceback__, candidate)
+    line = chain_line(exc, candidate)
     if line is None and isinstance(exc, SyntaxError) and exc.filename == candidate:
         line = exc.lineno
     text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
@@ -83,19 +117,39 @@ def _selftest(job: dict[str, Any], work_dir: Path) -> dict[str, Any]:
     }
 
 
+def _dispatch(tool: str, args: dict[str, Any], job: dict[str, Any], work_dir: Path) -> Any:
+    """Run one tool; a measuring tool refuses a work directory that holds candidate code."""
+    candidate = str(work_dir / CANDIDATE_FILE)
+    if tool in MEASURING_TOOLS:
+        if os.path.lexists(candidate):
+            raise RuntimeError("a measuring job must not be given the candidate's code")
+        from archsmith.scoring import measure
+
+        return getattr(measure, f"op_{tool}")(args, job, work_dir)
+    if tool not in CANDIDATE_TOOLS:
+        raise ValueError(f"unknown tool {tool!r}")
+    from archsmith.scoring import candidate as candidate_ops
+    from archsmith.scoring import export_ops
+
+    ops = {
+        "build": candidate_ops.op_build,
+        "train": candidate_ops.op_train,
+        "export": export_ops.op_export,
+    }
+    return ops[tool](args, job, candidate, work_dir)
+
+
 def run_job(work_dir: Path) -> dict[str, Any]:
     """Run the job in ``work_dir``; the candidate's failures become the payload, not raises."""
     job = json.loads((work_dir / JOB_FILE).read_text(encoding="utf-8"))
     tool = job["tool"]
-    candidate = str(work_dir / CANDIDATE_FILE)
     if tool == "selftest":
         return {"ok": True, "result": _selftest(job, work_dir), "error": None}
-    import archsmith.sandbox.ops as ops
-
     try:
-        result = ops.run_tool(tool, job, work_dir, candidate)
+        result = _dispatch(tool, dict(job.get("args") or {}), job, work_dir)
     except BaseException as exc:  # noqa: BLE001 - the candidate's failures are results
-        return {"ok": False, "result": None, "error": describe(exc, candidate, str(work_dir))}
+        error = describe(exc, str(work_dir / CANDIDATE_FILE), str(work_dir))
+        return {"ok": False, "result": None, "error": error}
     error = result.pop("_candidate_error", None)
     if error is not None:
         return {"ok": False, "result": result or None, "error": error}

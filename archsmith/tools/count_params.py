@@ -11,17 +11,24 @@ __all__ = ["count_params", "make_count_params_tool"]
 
 
 def count_params(runtime: ToolRuntime, inp: CandidateInput) -> CountParamsOutput:
-    """Count parameters and FLOPs per sample (torch.utils.flop_counter) of the built model."""
-    result = runtime.run("count_params", inp.model_dump(exclude={"code"}), inp.code)
-    data = result.result or {}
+    """Parameters and size of the exported program, FLOPs per sample of running it.
+
+    Counted by the measuring process on the program (never by the candidate's code), the same
+    validation ``check_shapes`` runs, so calling both builds the candidate once.
+    """
+    found = runtime.validate(inp)
+    last = found.inspect or found.build
+    data = last.result or {}
+    built = found.build.result or {}
     return CountParamsOutput(
-        ok=result.ok,
-        error=tool_error(result),
+        ok=last.ok,
+        error=tool_error(last),
         params=data.get("params"),
-        trainable_params=data.get("trainable_params"),
+        trainable_params=built.get("trainable_params") if last.ok else None,
         size_mb=data.get("size_mb"),
         flops_per_sample=data.get("flops_per_sample"),
-        sandbox_wall_time_s=result.wall_time_s,
+        sandbox_wall_time_s=found.build.wall_time_s
+        + (found.inspect.wall_time_s if found.inspect else 0.0),
     )
 
 
@@ -33,7 +40,7 @@ def make_count_params_tool(runtime: ToolRuntime) -> StructuredTool:
         CandidateInput,
         count_params,
         (
-            "Count the candidate's parameters (all and trainable), its size in MB and its FLOPs"
-            " per sample, measured in the sandbox."
+            "Count the candidate's parameters, its size in MB and its FLOPs per sample, measured"
+            " in the sandbox on the program the candidate exports."
         ),
     )

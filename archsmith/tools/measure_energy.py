@@ -1,26 +1,42 @@
-"""The ``measure_energy`` tool: inference speed and energy of a trained candidate."""
+"""The ``measure_energy`` tool: inference speed and energy of a trained model's program."""
 
 from __future__ import annotations
 
 from langchain_core.tools import StructuredTool
 
-from archsmith.sandbox.ops import WEIGHTS_FILE
+from archsmith.scoring.handover import model_files
 from archsmith.tools.runtime import ToolRuntime, bind_tool, tool_error
-from archsmith.tools.schemas import MeasureEnergyInput, MeasureEnergyOutput
+from archsmith.tools.schemas import MeasureEnergyInput, MeasureEnergyOutput, ToolError
 from archsmith.tools.train_model import argument_error
 
 __all__ = ["make_measure_energy_tool", "measure_energy"]
 
 
 def measure_energy(runtime: ToolRuntime, inp: MeasureEnergyInput) -> MeasureEnergyOutput:
-    """FPS at the batch size, batch-1 latency, energy per image and for the validation pass."""
+    """FPS at the batch size, batch-1 latency, energy per image and for the validation pass.
+
+    Measured by the measuring process on the exported program in ``model_dir`` (which
+    ``train_model`` returned), never on the candidate's code.
+    """
     data = runtime.prepare(inp.dataset, seed=inp.split_seed, max_val=inp.max_val)
     mismatch = argument_error(inp, data)
     if mismatch is not None:
         return MeasureEnergyOutput(ok=False, error=mismatch)
-    files = {WEIGHTS_FILE: inp.weights_path} if inp.weights_path is not None else {}
-    args = {"batch_size": inp.batch_size, "weights_file": WEIGHTS_FILE}
-    result = runtime.run("measure_energy", args, inp.code, dataset=data, input_files=files)
+    if not inp.model_dir.is_dir() or inp.model_dir.is_symlink():
+        return MeasureEnergyOutput(
+            ok=False,
+            error=ToolError(
+                type="ArgumentError",
+                message=f"{inp.model_dir} is not a model directory train_model returned",
+            ),
+        )
+    result = runtime.run(
+        "speed",
+        {"batch_size": inp.batch_size},
+        dataset=data,
+        input_files=model_files(inp.model_dir),
+        limits=runtime.limits_for("measure"),
+    )
     out = dict(result.result or {})
     known = set(MeasureEnergyOutput.model_fields)
     return MeasureEnergyOutput(
@@ -39,8 +55,8 @@ def make_measure_energy_tool(runtime: ToolRuntime) -> StructuredTool:
         MeasureEnergyInput,
         measure_energy,
         (
-            "Run the trained candidate over the validation split in the sandbox: throughput FPS,"
-            " batch-1 latency, energy per image and for the validation pass in joules and kWh-PUE,"
-            " each energy figure labelled nvml, rapl or estimate."
+            "Run a trained model's exported program over the validation split in the sandbox:"
+            " throughput FPS, batch-1 latency, energy per image and for the validation pass in"
+            " joules and kWh-PUE, each energy figure labelled nvml, rapl or estimate."
         ),
     )

@@ -1,8 +1,13 @@
-"""What the sandboxed tools share: the sandbox, the settings, where jobs and datasets live.
+"""What the sandboxed tools share: the sandbox, the settings, where jobs, models and data live.
 
-A tool call prepares the dataset on the host (once, cached), sends one job to the sandbox and turns
-the SandboxResult into the tool's typed output. Candidate failures come back as ``ToolError``;
-failures of archsmith itself (no sandbox, a dataset that is not there) raise.
+A tool call prepares the dataset on the host (once, cached), sends jobs to the sandbox and turns
+their results into the tool's typed output. Candidate failures come back as ``ToolError``; failures
+of archsmith itself (no sandbox, a dataset that is not there) raise.
+
+The sealed scoreboard (``archsmith.scoring``): a candidate job gets the candidate's code and the
+training split only; the program it exports is checked and copied by the host into ``models/``, a
+directory no job can write; measuring jobs get copies of those files and the full dataset, never
+the code. Every job has a new work directory, removed when the job is done.
 """
 
 from __future__ import annotations
@@ -10,21 +15,43 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import shutil
+import tempfile
 import time
-import uuid
+from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from langchain_core.tools import StructuredTool
 from pydantic import BaseModel
 
 from archsmith.config import Settings
 from archsmith.memory.store import ToolCallRecord
-from archsmith.sandbox.base import Sandbox, SandboxJob, SandboxLimits, SandboxResult, ToolName
-from archsmith.tools.schemas import ToolError
+from archsmith.sandbox.base import (
+    CANDIDATE_TOOLS,
+    CandidateError,
+    Sandbox,
+    SandboxJob,
+    SandboxLimits,
+    SandboxResult,
+    ToolName,
+)
+from archsmith.scoring.format import ProgramError
+from archsmith.scoring.handover import ProgramFiles, take_program
+from archsmith.tools.schemas import CandidateInput, ToolError
 
-__all__ = ["PreparedRef", "ToolRuntime", "bind_tool", "read_prepared_meta", "tool_error"]
+__all__ = [
+    "PreparedRef",
+    "ToolRuntime",
+    "Validation",
+    "bind_tool",
+    "read_prepared_meta",
+    "tool_error",
+]
+
+JobKind = Literal["validate", "train", "measure", "export"]
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +92,15 @@ def tool_error(result: SandboxResult) -> ToolError | None:
     return ToolError(type=result.error.type, message=result.error.message, line=result.error.line)
 
 
+@dataclass(frozen=True)
+class Validation:
+    """What validating a candidate found: the build job, the inspection of its program."""
+
+    build: SandboxResult
+    inspect: SandboxResult | None
+    program: ProgramFiles | None
+
+
 class ToolRuntime:
     """Runs tool jobs in one sandbox with one set of settings."""
 
@@ -84,6 +120,7 @@ class ToolRuntime:
         )
         #: Called after every job with what a trace needs (the run store records it).
         self.on_call: Callable[[ToolCallRecord], None] | None = None
+        self._validated: OrderedDict[str, Validation] = OrderedDict()
 
     def prepare(
         self,
@@ -106,43 +143,124 @@ class ToolRuntime:
         )
         return PreparedRef(path, read_prepared_meta(path))
 
-    def job_dir(self, tool: str) -> Path:
-        """A fresh, kept work directory for a job whose files matter afterwards (weights)."""
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        path = self.settings.jobs_dir / f"{stamp}-{tool}-{uuid.uuid4().hex[:8]}"
-        path.mkdir(parents=True, exist_ok=False)
-        return path
+    def training_view(self, data: PreparedRef) -> PreparedRef:
+        """The candidate's copy of a prepared dataset: its training split and nothing else."""
+        from archsmith.data.prepared import train_view
+
+        path = train_view(data.path)
+        return PreparedRef(path, read_prepared_meta(path))
+
+    def limits_for(self, kind: JobKind, time_budget_s: float | None = None) -> SandboxLimits:
+        """Wall-clock limits that fit the job: short for validation, the budget for training.
+
+        A training job with a time budget stops itself after its step past the budget; the limit
+        adds the slack for starting, exporting and that last step. Without one, training,
+        measuring and exporting get ``job_wall_time_s``.
+        """
+        wall = self.limits.wall_time_s
+        if kind == "validate":
+            wall = min(wall, self.settings.validate_wall_time_s)
+        elif kind == "train" and time_budget_s is not None:
+            wall = time_budget_s + self.settings.train_slack_s
+        return self.limits.model_copy(update={"wall_time_s": wall})
 
     def run(
+        self,
+        tool: ToolName,
+        args: dict[str, Any],
+        code: str = "",
+        *,
+        dataset: PreparedRef | None = None,
+        input_files: dict[str, Path] | None = None,
+        limits: SandboxLimits | None = None,
+        after: Callable[[Path, SandboxResult], SandboxResult] | None = None,
+    ) -> SandboxResult:
+        """Send one job to the sandbox in a new work directory, removed afterwards.
+
+        ``after(work_dir, result)`` runs before the removal: it may take files out of the work
+        directory (with ``files.open_untrusted``, never trusting what is there) and returns the
+        result to report.
+        """
+        return self._run(tool, args, code, dataset, input_files, limits, after)
+
+    def run_for_program(
         self,
         tool: ToolName,
         args: dict[str, Any],
         code: str,
         *,
         dataset: PreparedRef | None = None,
-        input_files: dict[str, Path] | None = None,
-        keep: bool = False,
+        limits: SandboxLimits | None = None,
+    ) -> tuple[SandboxResult, ProgramFiles | None]:
+        """A candidate job whose exported program the host checks and keeps (``handover``).
+
+        A job that succeeded but left no valid program becomes a failed result (``InvalidProgram``,
+        with what is wrong), which goes to the code fixer like any other failure.
+        """
+        kept: list[ProgramFiles] = []
+
+        def take(work_dir: Path, result: SandboxResult) -> SandboxResult:
+            if not result.ok:
+                return result
+            try:
+                kept.append(
+                    take_program(
+                        work_dir,
+                        self.settings.models_dir,
+                        max_tensor_bytes=self.settings.max_model_bytes,
+                    )
+                )
+            except ProgramError as e:
+                error = CandidateError(type="InvalidProgram", message=str(e))
+                return result.model_copy(update={"ok": False, "error": error})
+            return result
+
+        result = self._run(tool, args, code, dataset, None, limits, take)
+        return result, (kept[0] if kept else None)
+
+    def _run(
+        self,
+        tool: ToolName,
+        args: dict[str, Any],
+        code: str,
+        dataset: PreparedRef | None,
+        input_files: dict[str, Path] | None,
+        limits: SandboxLimits | None,
+        after: Callable[[Path, SandboxResult], SandboxResult] | None,
     ) -> SandboxResult:
-        """Send one job to the sandbox and log how long it took."""
         job = SandboxJob(
             tool=tool,
             args={**args, "estimate_watts": self.settings.estimate_watts(self.device)},
             code=code,
             dataset_path=dataset.path if dataset is not None else None,
             input_files=input_files or {},
-            limits=self.limits,
+            limits=limits or self.limits,
             device=self.device,
         )
-        work_dir = self.job_dir(tool) if keep else None
+        self.settings.jobs_dir.mkdir(parents=True, exist_ok=True)
+        work_dir = Path(
+            tempfile.mkdtemp(prefix=f"{time.strftime('%Y%m%d-%H%M%S')}-{tool}-",
+                             dir=self.settings.jobs_dir)
+        )  # fmt: skip
         started = time.time()
-        result = self.sandbox.run(job, work_dir)
+        try:
+            result = self.sandbox.run(job, work_dir)
+            if after is not None:
+                result = after(work_dir, result)
+        finally:
+            # rmtree never follows a link the job planted; what it could not remove is logged.
+            shutil.rmtree(work_dir, onerror=_log_leftover)
+        result = result.model_copy(update={"work_dir": None})
         if self.on_call is not None:
             self.on_call(
                 ToolCallRecord(
                     tool=tool,
                     args={
                         **job.args,
-                        "code_sha256": hashlib.sha256(code.encode()).hexdigest()[:16],
+                        "process": "candidate" if tool in CANDIDATE_TOOLS else "measuring",
+                        "code_sha256": hashlib.sha256(code.encode()).hexdigest()[:16]
+                        if code
+                        else None,
                         "dataset": str(job.dataset_path) if job.dataset_path else None,
                         "device": job.device,
                     },
@@ -161,11 +279,33 @@ class ToolRuntime:
             "ok" if result.ok else f"failed ({result.error.type if result.error else '?'})",
             result.wall_time_s,
         )
-        if work_dir is not None:
-            (work_dir / "tool_result.json").write_text(
-                json.dumps(result.model_dump(mode="json"), indent=1), encoding="utf-8"
-            )
         return result
+
+    def validate(self, inp: CandidateInput) -> Validation:
+        """Build the candidate and inspect its exported program: one pair of jobs per candidate.
+
+        ``check_shapes`` and ``count_params`` both read this; the last few results are kept, so
+        asking both for the same code runs the jobs once.
+        """
+        args = inp.model_dump(exclude={"code"})
+        key = hashlib.sha256(json.dumps([inp.code, args], sort_keys=True).encode()).hexdigest()
+        if key in self._validated:
+            self._validated.move_to_end(key)
+            return self._validated[key]
+        limits = self.limits_for("validate")
+        built, program = self.run_for_program("build", args, inp.code, limits=limits)
+        inspected = None
+        if program is not None:
+            inspected = self.run("inspect", args, input_files=program.paths, limits=limits)
+        found = Validation(built, inspected, program)
+        self._validated[key] = found
+        while len(self._validated) > 8:
+            self._validated.popitem(last=False)
+        return found
+
+
+def _log_leftover(function: Any, path: str, excinfo: Any) -> None:
+    log.warning("could not remove %s from a finished job: %s", path, excinfo[1])
 
 
 def bind_tool(

@@ -270,20 +270,31 @@ class TrainModelInput(CandidateInput):
 
 
 class EpochRecord(BaseModel):
-    """One epoch of training."""
+    """One epoch of training, as the candidate's own process reported it.
+
+    Loss and accuracy on the (augmented) batches it trained on; its process has no validation
+    split, so ``val_loss`` and ``val_accuracy`` are empty. Not a measured figure: the measured ones
+    are ``TrainModelOutput``'s.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
     epoch: int
     train_loss: float | None
     train_accuracy: float
-    val_loss: float | None
-    val_accuracy: float
+    val_loss: float | None = None
+    val_accuracy: float | None = None
     seconds: float
 
 
 class TrainModelOutput(BaseModel):
-    """Output of ``train_model``: accuracy and loss per epoch, energy, and where the weights are."""
+    """Output of ``train_model``: measured accuracy and loss, energy, and the trained model.
+
+    Accuracies, losses, parameters and size are measured by the measuring process on the program
+    the candidate exported; training energy and ``wall_time_s`` by the host around the whole
+    training job. ``history``, ``epochs_completed`` and ``train_samples_per_s`` are the candidate
+    process's own account.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
@@ -294,29 +305,42 @@ class TrainModelOutput(BaseModel):
     val_accuracy: float | None = Field(default=None, description="V_Acc, fraction.")
     train_loss: float | None = None
     val_loss: float | None = None
+    params: int | None = Field(default=None, description="Parameters of the trained program.")
+    size_mb: float | None = Field(default=None, description="Parameters and buffers, 1e6 bytes.")
     diverged: bool = False
     stopped_by_budget: bool = False
     epochs_completed: int = 0
-    wall_time_s: float | None = Field(default=None, description="Training time inside the sandbox.")
+    wall_time_s: float | None = Field(
+        default=None, description="The training job's wall time, seen from the host."
+    )
     train_samples_per_s: float | None = None
     train_energy_j: float | None = None
     train_energy_kwh_pue: float | None = None
     train_energy_source: str | None = Field(default=None, description="nvml, rapl or estimate.")
     train_energy_detail: str | None = None
-    weights_path: Path | None = Field(default=None, description="Host path of the saved weights.")
+    model_dir: Path | None = Field(
+        default=None,
+        description="Host directory of the trained model (program.json, program.safetensors).",
+    )
     device: str | None = None
     train_samples: int | None = None
     val_samples: int | None = None
     sandbox_wall_time_s: float = 0.0
 
 
-class MeasureEnergyInput(CandidateInput):
-    """Input of ``measure_energy``: the trained candidate and its validation split."""
+class MeasureEnergyInput(BaseModel):
+    """Input of ``measure_energy``: the trained model (a program, not code) and its dataset."""
 
-    dataset: str = Field(description="Dataset name or alias from the registry.")
-    weights_path: Path | None = Field(
-        default=None, description="Weights saved by train_model; random weights when absent."
+    model_config = ConfigDict(extra="forbid")
+
+    model_dir: Path = Field(description="The model_dir train_model returned.")
+    input_shape: list[Annotated[int, Field(gt=0)]] = Field(
+        min_length=1, description="One sample's shape without the batch dimension."
     )
+    num_classes: int = Field(ge=2, description="Number of output classes.")
+    task: Literal["image_classification", "text_classification"] = "image_classification"
+    vocab_size: int | None = Field(default=None, gt=1)
+    dataset: str = Field(description="Dataset name or alias from the registry.")
     batch_size: int = Field(default=256, ge=1, le=65_536, description="Throughput batch size.")
     split_seed: int = Field(default=0, ge=0, description="The split train_model used.")
     max_val: int | None = Field(default=None, ge=1)

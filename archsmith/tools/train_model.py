@@ -1,12 +1,14 @@
-"""The ``train_model`` tool: train a candidate with the paper's recipe in the sandbox."""
+"""The ``train_model`` tool: train in the candidate's process, score in the measuring process."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from langchain_core.tools import StructuredTool
 
-from archsmith.sandbox.ops import WEIGHTS_FILE
 from archsmith.tools.runtime import PreparedRef, ToolRuntime, bind_tool, tool_error
 from archsmith.tools.schemas import (
+    EpochRecord,
     MeasureEnergyInput,
     ToolError,
     TrainModelInput,
@@ -14,6 +16,9 @@ from archsmith.tools.schemas import (
 )
 
 __all__ = ["argument_error", "make_train_model_tool", "train_model"]
+
+#: What the host keeps of the candidate process's own account of its training.
+_REPORTED = ("epochs_completed", "stopped_by_budget", "train_samples_per_s", "device")
 
 
 def argument_error(
@@ -30,8 +35,26 @@ def argument_error(
     return None
 
 
+def _history(reported: dict[str, Any]) -> list[EpochRecord]:
+    """The candidate's per-epoch account, kept only where it has the shape of one."""
+    out = []
+    for h in reported.get("history") or []:
+        try:
+            out.append(EpochRecord.model_validate({**h, "val_loss": None, "val_accuracy": None}))
+        except (ValueError, TypeError):
+            continue
+    return out
+
+
 def train_model(runtime: ToolRuntime, inp: TrainModelInput) -> TrainModelOutput:
-    """Train the candidate; the output's ``weights_path`` is where its weights were saved."""
+    """Train the candidate on the training split, export it, and score its program.
+
+    The candidate's process gets the training split only; its exported program is checked and
+    kept by the host (``model_dir``); a measuring process that never sees the code computes every
+    accuracy and loss. Training energy is measured by the host around the whole training job.
+    """
+    from archsmith.energy import make_meter
+
     data = runtime.prepare(
         inp.dataset, seed=inp.split_seed, max_train=inp.max_train, max_val=inp.max_val
     )
@@ -41,18 +64,52 @@ def train_model(runtime: ToolRuntime, inp: TrainModelInput) -> TrainModelOutput:
     args = inp.model_dump(
         include={"epochs", "time_budget_s", "seed", "batch_size", "optimizer", "lr", "augment"}
     )
-    result = runtime.run("train_model", args, inp.code, dataset=data, keep=True)
-    out = dict(result.result or {})
-    weights = None
-    if result.work_dir is not None and (result.work_dir / WEIGHTS_FILE).exists():
-        weights = result.work_dir / WEIGHTS_FILE
-    known = set(TrainModelOutput.model_fields)
+    meter = make_meter(runtime.device, runtime.settings.estimate_watts(runtime.device))
+    meter.start()
+    trained, program = runtime.run_for_program(
+        "train",
+        args,
+        inp.code,
+        dataset=runtime.training_view(data),
+        limits=runtime.limits_for("train", inp.time_budget_s),
+    )
+    energy = meter.stop()
+    reported = trained.result or {}
+    common: dict[str, Any] = {
+        "history": _history(reported),
+        **{k: reported[k] for k in _REPORTED if isinstance(reported.get(k), int | float | str)},
+        "wall_time_s": trained.wall_time_s,
+        "train_energy_j": energy.joules,
+        "train_energy_kwh_pue": energy.kwh_pue,
+        "train_energy_source": energy.source.value,
+        "train_energy_detail": f"the whole training job (start, training, export): {energy.detail}",
+        "train_samples": int(data.meta.get("counts", {}).get("train") or 0) or None,
+        "sandbox_wall_time_s": trained.wall_time_s,
+    }
+    if program is None:
+        diverged = trained.error is not None and trained.error.type == "NonFiniteLoss"
+        return TrainModelOutput(ok=False, error=tool_error(trained), diverged=diverged, **common)
+    scored = runtime.run(
+        "score",
+        {"batch_size": 256, "splits": ["train", "val"]},
+        dataset=data,
+        input_files=program.paths,
+        limits=runtime.limits_for("measure"),
+    )
+    measured = scored.result or {}
     return TrainModelOutput(
-        **{k: v for k, v in out.items() if k in known and k not in {"ok", "error"}},
-        ok=result.ok,
-        error=tool_error(result),
-        weights_path=weights,
-        sandbox_wall_time_s=result.wall_time_s,
+        ok=scored.ok,
+        error=tool_error(scored),
+        train_accuracy=measured.get("train_accuracy"),
+        val_accuracy=measured.get("val_accuracy"),
+        train_loss=measured.get("train_loss"),
+        val_loss=measured.get("val_loss"),
+        params=measured.get("params"),
+        size_mb=measured.get("size_mb"),
+        diverged=bool(measured.get("diverged")),
+        model_dir=program.directory,
+        val_samples=measured.get("val_samples"),
+        **{**common, "sandbox_wall_time_s": trained.wall_time_s + scored.wall_time_s},
     )
 
 
@@ -64,8 +121,10 @@ def make_train_model_tool(runtime: ToolRuntime) -> StructuredTool:
         TrainModelInput,
         train_model,
         (
-            "Train the candidate on a dataset with the paper's recipe (SGD 0.025, cosine, batch"
-            " 128, rotation/flip/crop; Adam 1e-3 for text) in the sandbox; return accuracy and"
-            " loss per epoch, training energy with its source, and the saved weights' path."
+            "Train the candidate on a dataset's training split with the paper's recipe (SGD 0.025,"
+            " cosine, batch 128, rotation/flip/crop; Adam 1e-3 for text) in the sandbox, export"
+            " it, and score the exported program in a separate process: training and validation"
+            " accuracy and loss, parameters, training energy with its source, and the model's"
+            " directory."
         ),
     )

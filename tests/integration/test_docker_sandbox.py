@@ -33,6 +33,7 @@ from archsmith.sandbox.docker import (
     docker_available,
     ensure_image,
 )
+from archsmith.sandbox.pyview import python_view
 
 pytestmark = pytest.mark.docker
 
@@ -212,7 +213,7 @@ def test_kept_work_dir_holds_the_job_and_belongs_to_the_host_user(
     sandbox: DockerSandbox, tmp_path: Path
 ) -> None:
     work = tmp_path / "work"
-    result = sandbox.run(SandboxJob(tool="selftest"), work_dir=work)
+    result = sandbox.run(SandboxJob(tool="selftest", code="x = 1\n"), work_dir=work)
     assert result.ok, result
     assert result.work_dir == work.resolve()
     assert {p.name for p in work.iterdir()} >= {"job.json", "result.json", "candidate.py"}
@@ -297,7 +298,7 @@ def test_candidate_that_sleeps_is_stopped_at_the_wall_time(sandbox: DockerSandbo
     code = "import time\ntime.sleep(60)\n" + FAST_MODEL
     limits = Limits(wall_time_s=4, grace_s=2)
     start = time.monotonic()
-    result = sandbox.run(SandboxJob(tool="check_shapes", args=SHAPE_ARGS, code=code, limits=limits))
+    result = sandbox.run(SandboxJob(tool="build", args=SHAPE_ARGS, code=code, limits=limits))
     assert time.monotonic() - start < 4 + 2 + 15
     assert not result.ok
     assert result.error is not None
@@ -305,7 +306,7 @@ def test_candidate_that_sleeps_is_stopped_at_the_wall_time(sandbox: DockerSandbo
 
 
 def test_candidate_runs_with_torch_through_the_real_runner(sandbox: DockerSandbox) -> None:
-    job = SandboxJob(tool="check_shapes", args=SHAPE_ARGS, code=FAST_MODEL)
+    job = SandboxJob(tool="build", args=SHAPE_ARGS, code=FAST_MODEL)
     result = sandbox.run(job)
     assert result.ok, result
     assert result.result is not None
@@ -316,7 +317,7 @@ def test_candidate_runs_with_torch_through_the_real_runner(sandbox: DockerSandbo
 def test_candidate_out_of_memory_is_a_result_not_a_crash(sandbox: DockerSandbox) -> None:
     code = FAST_MODEL + "\nimport torch\nHOG = torch.ones(1 << 30)  # 4 GiB\n"
     limits = Limits(wall_time_s=120, memory_mb=1024)
-    result = sandbox.run(SandboxJob(tool="check_shapes", args=SHAPE_ARGS, code=code, limits=limits))
+    result = sandbox.run(SandboxJob(tool="build", args=SHAPE_ARGS, code=code, limits=limits))
     assert not result.ok
     assert result.error is not None
     assert result.error.type == "OutOfMemory", result
@@ -334,15 +335,22 @@ def test_result_planted_as_a_link_to_a_host_file_is_not_followed(
     assert "HOST-SECRET" not in result.model_dump_json()
     assert result.error is not None
     assert result.error.type == "NoResult"
-    assert not (work / "result.json").is_symlink()
+    # The link is left where the job put it, unread; the host file it names is unchanged.
+    assert (work / "result.json").is_symlink()
+    assert "HOST-SECRET" in secret.read_text()
 
 
 def test_python_in_a_system_prefix_is_refused_not_mounted(
     sandbox: DockerSandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(sys, "base_prefix", "/usr")
-    with pytest.raises(SandboxError, match="cannot mount /usr"):
-        sandbox.container_config(SandboxJob(tool="selftest"), tmp_path, "1:1")
+    python_view.cache_clear()
+    try:
+        with pytest.raises(SandboxError, match="cannot mount /usr"):
+            sandbox.container_config(SandboxJob(tool="selftest"), tmp_path, "1:1")
+    finally:
+        monkeypatch.undo()
+        python_view.cache_clear()
 
 
 def test_container_is_removed_when_the_host_is_interrupted(
@@ -428,7 +436,7 @@ def test_cuda_is_visible_inside_with_gpus(
 ) -> None:
     if "nvidia" not in (engine.info().get("Runtimes") or {}):
         pytest.skip("the engine has no NVIDIA runtime (nvidia-container-toolkit)")
-    job = SandboxJob(tool="check_shapes", args=SHAPE_ARGS, code=FAST_MODEL, device="cuda")
+    job = SandboxJob(tool="build", args=SHAPE_ARGS, code=FAST_MODEL, device="cuda")
     result = sandbox.run(job)
     assert result.ok, result
 

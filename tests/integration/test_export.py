@@ -2,14 +2,14 @@
 
 The exported files are loaded here the way a user would (onnxruntime, ``torch.jit.load``,
 ``build_model`` from the exported ``model.py`` with the safetensors weights) and compared on real
-validation samples, preprocessed with the numbers the card gives, against the trained weights.
+validation samples, preprocessed with the numbers the card gives, against the trained weights (the
+tensors of the measured program, ``program.safetensors``).
 """
 
 from __future__ import annotations
 
 import importlib.util
 import json
-import shutil
 import subprocess
 import sys
 import time
@@ -21,7 +21,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
-from safetensors.torch import load_model
+from safetensors.torch import load_file, load_model, save_file
 from torch import nn
 
 from archsmith.config import Settings
@@ -29,8 +29,10 @@ from archsmith.data.prepared_format import load_prepared, save_prepared
 from archsmith.errors import InputError
 from archsmith.export import ExportError, ExportResult, export_model
 from archsmith.sandbox.base import SandboxJob, prepare_work_dir
-from archsmith.sandbox.local import LocalSandbox
+from archsmith.sandbox.local import LocalSandbox, bwrap_path
 from archsmith.sandbox.runner import run_job
+from archsmith.scoring.format import FORMAT, PROGRAM_FILE, TENSORS_FILE, VERSION
+from archsmith.scoring.handover import model_files
 from archsmith.spec import TaskSpec
 from archsmith.tools.rulebook_advice import advise
 from archsmith.tools.runtime import ToolRuntime
@@ -135,7 +137,7 @@ RUN = {
 class Trained:
     runtime: ToolRuntime
     best: dict[str, Any]
-    weights: Path
+    model_dir: Path
 
 
 def _settings(home: Path) -> Settings:
@@ -154,7 +156,7 @@ def trained(local_sandbox: LocalSandbox, tmp_path_factory: pytest.TempPathFactor
         runtime, TrainModelInput(code=CNN, dataset="digits", epochs=1, seed=0, **DIGITS)
     )
     assert train.ok, train.error
-    assert train.weights_path is not None
+    assert train.model_dir is not None
     metrics = EvaluationMetrics(
         train_accuracy=train.train_accuracy or 0.0,
         val_accuracy=train.val_accuracy or 0.0,
@@ -172,12 +174,12 @@ def trained(local_sandbox: LocalSandbox, tmp_path_factory: pytest.TempPathFactor
         "metrics": metrics.model_dump(mode="json"),
         "combined_metric": advise(metrics, TaskSpec.model_validate(SPEC)).combined_metric,
         "energy_sources": {"train": train.train_energy_source, "val": None},
-        "weights_path": str(train.weights_path),
+        "model_dir": str(train.model_dir),
         "validation": None,
         "fired_rules": [],
         "instructions": [],
     }
-    return Trained(runtime, best, train.weights_path)
+    return Trained(runtime, best, train.model_dir)
 
 
 @pytest.fixture(scope="module")
@@ -207,11 +209,15 @@ def _rebuilt(out_dir: Path) -> nn.Module:
     return model.eval()
 
 
-def _trained_model(code: str, weights: Path) -> nn.Module:
+def _trained_model(code: str, model_dir: Path) -> nn.Module:
+    """The candidate with the tensors of its measured program, loaded here in the test."""
     namespace: dict[str, Any] = {}
     exec(compile(code, "candidate", "exec"), namespace)
     model: nn.Module = namespace["build_model"]((1, 8, 8), 10)
-    model.load_state_dict(torch.load(weights, weights_only=True))
+    tensors = load_file(str(model_dir / TENSORS_FILE))
+    aliases = json.loads((model_dir / PROGRAM_FILE).read_text())["aliases"]
+    tensors.update({alias: tensors[name] for alias, name in aliases.items()})
+    model.load_state_dict({k: v for k, v in tensors.items() if k in model.state_dict()})
     return model.eval()
 
 
@@ -262,7 +268,7 @@ def test_onnx_export_matches_pytorch_on_real_samples(
     session = ort.InferenceSession(str(out_dir / "model.onnx"), providers=["CPUExecutionProvider"])
     onnx_logits = session.run(["logits"], {"input": x})[0]
     rebuilt = _logits(_rebuilt(out_dir), x)
-    trained_logits = _logits(_trained_model(CNN, trained.weights), x)
+    trained_logits = _logits(_trained_model(CNN, trained.model_dir), x)
     np.testing.assert_array_equal(rebuilt, trained_logits)
     np.testing.assert_allclose(onnx_logits, trained_logits, atol=1e-4, rtol=1e-3)
     assert (onnx_logits.argmax(1) == trained_logits.argmax(1)).all()
@@ -314,7 +320,7 @@ def test_torchscript_export_loads_and_matches(
     assert result.check["torchscript"]["passed"]
     x = _normalise(val[0], result.card)
     loaded = torch.jit.load(str(out_dir / "model.torchscript.pt")).eval()
-    expected = _logits(_trained_model(CNN, trained.weights), x)
+    expected = _logits(_trained_model(CNN, trained.model_dir), x)
     with torch.inference_mode():
         for n in (len(x), 1, 5):
             got = loaded(torch.from_numpy(x[:n])).numpy()
@@ -345,32 +351,51 @@ def test_pytorch_export_replaces_a_folder_only_when_asked(trained: Trained, tmp_
     assert [p.name for p in tmp_path.iterdir()] == ["pt"]  # no temporary or old folder left
 
 
-def test_missing_weights_say_which_and_what_to_do(trained: Trained, tmp_path: Path) -> None:
-    gone = tmp_path / "jobs" / "20260101-train_model-0" / "weights.pt"
+def test_a_missing_model_says_which_and_what_to_do(trained: Trained, tmp_path: Path) -> None:
+    gone = tmp_path / "models" / "20260101-000000-0"
     with pytest.raises(InputError, match="re-trained") as info:
-        _export(trained, tmp_path / "out", "onnx", weights_path=str(gone))
+        _export(trained, tmp_path / "out", "onnx", model_dir=str(gone))
     assert str(gone) in str(info.value)
     assert "archsmith evaluate model.py --dataset digits" in str(info.value)
-    with pytest.raises(InputError, match="no saved weights"):
-        _export(trained, tmp_path / "out", "onnx", weights_path=None)
+    with pytest.raises(InputError, match="no trained model"):
+        _export(trained, tmp_path / "out", "onnx", model_dir=None)
+    # A run from before the sealed scoreboard kept weights only: the same answer.
+    with pytest.raises(InputError, match="no trained model"):
+        _export(trained, tmp_path / "out", "onnx", model_dir=None, weights_path="/x/weights.pt")
     assert not (tmp_path / "out").exists()
 
 
-def _untrained_weights(code: str, path: Path) -> Path:
-    """Seeded initial weights of a test candidate: real weights of the real module."""
+def _untrained_model_dir(code: str, directory: Path) -> Path:
+    """Seeded initial tensors of a test candidate, kept as the host keeps a measured program.
+
+    The export job reads only the program's tensors and their names, so the graph is left empty:
+    these candidates exist to test exporters that torch.export itself would refuse.
+    """
     torch.manual_seed(0)
     namespace: dict[str, Any] = {}
     exec(compile(code, "candidate", "exec"), namespace)
-    torch.save(namespace["build_model"]((1, 8, 8), 10).state_dict(), path)
-    return path
+    state = namespace["build_model"]((1, 8, 8), 10).state_dict()
+    directory.mkdir(parents=True)
+    save_file({k: v.contiguous() for k, v in state.items()}, str(directory / TENSORS_FILE))
+    program = {
+        "format": FORMAT,
+        "version": VERSION,
+        "input": {"dtype": "float32", "shape": [None, 1, 8, 8]},
+        "tensors": {k: "parameter" for k in state},
+        "aliases": {},
+        "nodes": [],
+        "output": None,
+    }
+    (directory / PROGRAM_FILE).write_text(json.dumps(program))
+    return directory
 
 
 def test_dynamo_failure_falls_back_to_the_legacy_exporter(
     trained: Trained, val: tuple[np.ndarray, np.ndarray], tmp_path: Path
 ) -> None:
-    weights = _untrained_weights(DATA_DEPENDENT, tmp_path / "w.pt")
+    weights = _untrained_model_dir(DATA_DEPENDENT, tmp_path / "model")
     out_dir = tmp_path / "out"
-    result = _export(trained, out_dir, "onnx", code=DATA_DEPENDENT, weights_path=str(weights))
+    result = _export(trained, out_dir, "onnx", code=DATA_DEPENDENT, model_dir=str(weights))
     export = result.card["export"]
     assert export["exporter"] == "legacy"
     assert "data-dependent" in export["fallback_reason"]
@@ -399,27 +424,24 @@ def test_dynamo_failure_falls_back_to_the_legacy_exporter(
 def test_unexportable_candidate_fails_cleanly(
     trained: Trained, tmp_path: Path, code: str, fmt: str, message: str
 ) -> None:
-    weights = _untrained_weights(code, tmp_path / "w.pt")
+    weights = _untrained_model_dir(code, tmp_path / "model")
     parent = tmp_path / "exports"
     parent.mkdir()
     with pytest.raises(ExportError, match=message) as info:
-        _export(trained, parent / "out", fmt, code=code, weights_path=str(weights))
+        _export(trained, parent / "out", fmt, code=code, model_dir=str(weights))
     assert info.value.error is not None
     assert info.value.error.type == "ExportError"
     assert "pytorch" in str(info.value)  # the way out
-    assert info.value.work_dir is not None
-    assert (info.value.work_dir / "tool_result.json").is_file()  # kept to inspect
     assert list(parent.iterdir()) == []
+    assert list(trained.runtime.settings.jobs_dir.iterdir()) == []  # nothing left behind
 
 
 def test_wrong_trace_falls_back_to_torchscript_compiler(
     trained: Trained, val: tuple[np.ndarray, np.ndarray], tmp_path: Path
 ) -> None:
-    weights = _untrained_weights(BATCH_SPECIFIC, tmp_path / "w.pt")
+    weights = _untrained_model_dir(BATCH_SPECIFIC, tmp_path / "model")
     out_dir = tmp_path / "out"
-    result = _export(
-        trained, out_dir, "torchscript", code=BATCH_SPECIFIC, weights_path=str(weights)
-    )
+    result = _export(trained, out_dir, "torchscript", code=BATCH_SPECIFIC, model_dir=str(weights))
     export = result.card["export"]
     assert export["exporter"] == "torch.jit.script"
     assert "differs from the trained PyTorch model" in export["fallback_reason"]
@@ -442,7 +464,7 @@ from archsmith.sandbox.local import LocalSandbox
 from archsmith.tools.runtime import ToolRuntime
 
 a = json.loads(sys.argv[1])
-runtime = ToolRuntime(LocalSandbox(use_bwrap=True), Settings(**a["settings"]))
+runtime = ToolRuntime(LocalSandbox(), Settings(**a["settings"]))
 try:
     export_model(runtime, run=a["run"], spec=a["spec"], best=a["best"], fmt="pytorch",
                  out_dir=Path("/out/model"))
@@ -455,7 +477,7 @@ print(json.dumps({"error": error, "left": sorted(p.name for p in Path("/out").it
 
 def test_full_disk_leaves_nothing_behind(trained: Trained, tmp_path: Path) -> None:
     """The export writes into a 64 KiB tmpfs; the weights alone (about 80 kB) do not fit."""
-    bwrap = shutil.which("bwrap")
+    bwrap = bwrap_path()
     assert bwrap is not None
     mount = [bwrap, "--dev-bind", "/", "/", "--size", "65536", "--tmpfs", "/out", "--"]
     probe = subprocess.run([*mount, "true"], capture_output=True, text=True, check=False)
@@ -528,13 +550,15 @@ def test_text_model_exports_with_int64_token_ids(tmp_path: Path) -> None:
     namespace: dict[str, Any] = {}
     exec(compile(code, "candidate", "exec"), namespace)
     model = namespace["build_model"]((12,), 2).eval()
-    torch.save(model.state_dict(), tmp_path / "w.pt")
+    from archsmith.scoring.program import export_program
+
+    export_program(model, torch.from_numpy(arrays["x_train"][:2]), tmp_path / "model")
     job = SandboxJob(
         tool="export",
-        args={"format": "onnx", "weights_file": "weights.pt"},
+        args={"format": "onnx"},
         code=code,
         dataset_path=data,
-        input_files={"weights.pt": tmp_path / "w.pt"},
+        input_files=model_files(tmp_path / "model"),
     )
     work = tmp_path / "work"
     prepare_work_dir(job, work, dataset_in_sandbox=str(data))
@@ -543,7 +567,7 @@ def test_text_model_exports_with_int64_token_ids(tmp_path: Path) -> None:
     result = payload["result"]
     assert result["input"] == {"name": "input", "shape": ["batch", 12], "dtype": "int64"}
     assert result["preprocessing"]["kind"] == "token_ids"
-    assert result["checks"]["onnx"]["samples"] == 9
+    assert result["checks"]["onnx"]["samples"] == 40  # the training split: all the job has
     session = ort.InferenceSession(str(work / "model.onnx"), providers=["CPUExecutionProvider"])
     assert session.get_inputs()[0].type == "tensor(int64)"
     x = arrays["x_val"]

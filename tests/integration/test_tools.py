@@ -127,15 +127,16 @@ def test_train_then_measure_on_digits(runtime: ToolRuntime) -> None:
     assert trained.train_energy_source == "estimate"
     assert trained.train_energy_j is not None
     assert trained.train_energy_j > 0
-    assert trained.weights_path is not None
-    assert trained.weights_path.is_file()
+    assert trained.model_dir is not None
+    assert {p.name for p in trained.model_dir.iterdir()} == {"program.json", "program.safetensors"}
+    # The trained program's parameters, counted from its file: the CNN's own.
+    assert trained.params == 32 * 9 + 32 + 2 * 32 + 64 * 32 * 9 + 64 + 2 * 64 + 64 * 10 + 10
     # The 1,797 digits split 8:2, stratified.
     assert trained.train_samples == 1438
     assert trained.val_samples == 359
 
     measured = measure_energy(
-        runtime,
-        MeasureEnergyInput(code=CNN, dataset="digits", weights_path=trained.weights_path, **DIGITS),
+        runtime, MeasureEnergyInput(dataset="digits", model_dir=trained.model_dir, **DIGITS)
     )
     assert measured.ok, measured.error
     assert measured.fps is not None
@@ -146,7 +147,7 @@ def test_train_then_measure_on_digits(runtime: ToolRuntime) -> None:
     assert measured.energy_per_image_j > 0
     assert measured.val_energy_source == "estimate"
     assert measured.val_energy_kwh_pue == pytest.approx(1.58 * measured.val_energy_j / 3.6e6)
-    # Same weights, same validation split: the same accuracy as at the end of training.
+    # The same program on the same validation split, in the same batches: the same accuracy.
     assert measured.val_accuracy == pytest.approx(trained.val_accuracy, abs=1e-6)
 
 
@@ -212,9 +213,12 @@ def test_tools_as_langchain_tools(runtime: ToolRuntime) -> None:
         tools["train_model"].invoke({"code": LINEAR, "dataset": "digits", "epochs": 1, **DIGITS})
     )
     assert trained.ok
-    for name in ("train_model", "measure_energy"):
-        schema = tools[name].tool_call_schema.model_json_schema()
-        assert {"code", "input_shape", "num_classes", "dataset"} <= set(schema["properties"])
+    schema = tools["train_model"].tool_call_schema.model_json_schema()
+    assert {"code", "input_shape", "num_classes", "dataset"} <= set(schema["properties"])
+    # measure_energy measures a trained model's program and takes no code at all.
+    schema = tools["measure_energy"].tool_call_schema.model_json_schema()
+    assert {"model_dir", "input_shape", "num_classes", "dataset"} <= set(schema["properties"])
+    assert "code" not in schema["properties"]
 
 
 @pytest.mark.slow
@@ -232,11 +236,10 @@ def test_malaria_small_cnn(local_sandbox: LocalSandbox, tmp_path: Path) -> None:
     assert trained.ok, trained.error
     assert trained.val_accuracy is not None
     assert trained.val_accuracy > 0.6
+    assert trained.model_dir is not None
     measured = measure_energy(
         runtime,
-        MeasureEnergyInput(
-            code=CNN, dataset="malaria", weights_path=trained.weights_path, max_val=1000, **shape
-        ),
+        MeasureEnergyInput(dataset="malaria", model_dir=trained.model_dir, max_val=1000, **shape),
     )
     assert measured.ok, measured.error
     assert measured.fps is not None

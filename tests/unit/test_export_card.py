@@ -104,7 +104,7 @@ def _best(**over: Any) -> dict[str, Any]:
         },
         "combined_metric": 0.9721,
         "energy_sources": {"train": "rapl", "val": "estimate"},
-        "weights_path": "/jobs/x/weights.pt",
+        "model_dir": "/models/x",
         "validation": {"params": 15_234, "size_mb": 0.0609, "flops_per_sample": 1_204_000},
     }
     best.update(over)

@@ -1,0 +1,1 @@
+"""The sealed scoreboard: candidate code trains and exports; a separate process measures."""

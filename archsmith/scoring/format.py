@@ -1,0 +1,84 @@
+"""The program format's checks that need no torch: the host runs them on a finished job's files.
+
+See ``archsmith.scoring.program`` for the format itself. Everything here is standard library, so the
+host can refuse a forged or damaged program before any other process reads it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from archsmith.files import UntrustedFileError, read_untrusted
+
+__all__ = [
+    "FORMAT",
+    "IDENTIFIER",
+    "MAX_NODES",
+    "MAX_PROGRAM_BYTES",
+    "PROGRAM_FILE",
+    "TENSORS_FILE",
+    "VERSION",
+    "ProgramError",
+    "check_program",
+    "read_program",
+    "read_regular_file",
+]
+
+PROGRAM_FILE = "program.json"
+TENSORS_FILE = "program.safetensors"
+FORMAT = "archsmith-program"
+VERSION = 1
+#: A program.json larger than this is not one an honest export writes; it is refused unread.
+MAX_PROGRAM_BYTES = 32 << 20
+MAX_NODES = 200_000
+IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+TENSOR_KINDS = ("parameter", "buffer", "constant")
+
+
+class ProgramError(Exception):
+    """A model that cannot be exported as a program, or a file that is not a valid program."""
+
+
+def read_regular_file(path: Path, limit: int) -> bytes:
+    """``files.read_untrusted``, failing with a ProgramError that goes back to the code fixer."""
+    try:
+        return read_untrusted(path, limit)
+    except UntrustedFileError as e:
+        raise ProgramError(str(e)) from e
+
+
+def read_program(directory: Path) -> tuple[bytes, dict[str, Any]]:
+    """``program.json`` in ``directory``: its bytes and, checked, its data."""
+    raw = read_regular_file(directory / PROGRAM_FILE, MAX_PROGRAM_BYTES)
+    try:
+        return raw, check_program(json.loads(raw.decode("utf-8")))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+        raise ProgramError(f"program.json is not valid JSON: {e}") from e
+
+
+def check_program(data: Any) -> dict[str, Any]:
+    """``data`` (parsed program.json) if its header, tensor table and aliases are well formed."""
+    if not isinstance(data, dict):
+        raise ProgramError("program.json is not a JSON object")
+    if data.get("format") != FORMAT or data.get("version") != VERSION:
+        raise ProgramError(
+            f"program.json is not an {FORMAT} version {VERSION} file"
+            f" (format {str(data.get('format'))[:40]!r}, version {str(data.get('version'))[:10]})"
+        )
+    for key, kind in (("input", dict), ("tensors", dict), ("nodes", list)):
+        if not isinstance(data.get(key), kind):
+            raise ProgramError(f"program.json has no {key} {kind.__name__}")
+    if len(data["nodes"]) > MAX_NODES:
+        raise ProgramError(f"program.json has {len(data['nodes'])} nodes, more than {MAX_NODES}")
+    for name, kind in data["tensors"].items():
+        if kind not in TENSOR_KINDS:
+            raise ProgramError(f"tensor {name[:80]!r} has an unknown kind {str(kind)[:20]!r}")
+    aliases = data.setdefault("aliases", {})
+    if not isinstance(aliases, dict) or not all(
+        isinstance(v, str) and v in data["tensors"] for v in aliases.values()
+    ):
+        raise ProgramError("program.json's aliases must name tensors the program holds")
+    return data
