@@ -125,10 +125,9 @@ def _allowed_entries(site_dirs: list[Path]) -> set[Path]:
 def python_view() -> PythonView:
     """The mounts that give a job this interpreter and only the runner's packages."""
     site_dirs = _site_dirs()
-    binds = [sys.base_prefix]
-    if sys.prefix != sys.base_prefix:
-        # A virtual environment: its interpreter link and its configuration (packages: entries).
-        binds += [str(Path(sys.prefix) / "bin"), str(Path(sys.prefix) / "pyvenv.cfg")]
+    # The interpreter's prefix and the virtual environment's, whole and read-only (their
+    # site-packages are then covered and only the entries below bound back).
+    binds = [sys.base_prefix, sys.prefix]
     package_dir = Path(archsmith.__file__).resolve().parent
     binds.append(str(package_dir))
     binds = [b for b in dict.fromkeys(binds) if os.path.exists(b)]
