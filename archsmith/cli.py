@@ -1,7 +1,12 @@
 """The ``archsmith`` command.
 
-Exit codes: 0 success, 2 bad input (a file that is missing, not JSON, or invalid; the message says
-which field and what range), 1 an unexpected failure (a bug: the traceback is kept).
+Exit codes: 0 success; 1 an unexpected failure (a bug: the traceback is kept) or a candidate that
+failed (``evaluate``); 2 bad input (a file that is missing, not JSON, or invalid; the message says
+which field and what range); 3 a run in which no candidate could be evaluated; 4 a run whose best
+model misses a hard limit (``max_params``, ``max_latency_ms``, ``max_model_size_mb``); 5 a run
+stopped because its LLM failed mid-run (an outage longer than ``--llm-outage-window``, a rejected
+key or request: the reason is in ``archsmith show``) or could not be reached to resume it; 130 a
+run interrupted by Ctrl-C. A run ending with 5 or 130 is saved: ``archsmith resume`` continues it.
 """
 
 from __future__ import annotations
@@ -17,7 +22,16 @@ from rich.table import Table
 
 from archsmith import __version__
 from archsmith.cli_bench import register as register_bench_command
-from archsmith.cli_common import SANDBOX_HELP, check_sandbox, err, out
+from archsmith.cli_common import (
+    EXIT_LIMIT_MISSED,
+    EXIT_LLM_UNAVAILABLE,
+    EXIT_NO_CANDIDATE,
+    SANDBOX_HELP,
+    check_sandbox,
+    err,
+    figure,
+    out,
+)
 from archsmith.cli_common import fail as _fail
 from archsmith.cli_runs import register as register_run_commands
 from archsmith.errors import InputError, load_json_model
@@ -98,9 +112,10 @@ def advise_cmd(
 
 def _render_advice(result: RulebookAdviceOutput, w_a: float, w_f: float, w_e: float) -> None:
     out.print(
-        f"[bold]Combined metric CM = {result.combined_metric:.4f}[/]"
-        f"  (W_A={w_a:g}, W_F={w_f:g}, W_E={w_e:g}; NF={result.normalized_fps:.4g},"
-        f" T_NE={result.normalized_train_energy:.4g}, V_NE={result.normalized_val_energy:.4g})"
+        f"[bold]Combined metric CM = {figure(result.combined_metric)}[/]"
+        f"  (W_A={w_a:g}, W_F={w_f:g}, W_E={w_e:g}; NF={figure(result.normalized_fps, '.4g')},"
+        f" T_NE={figure(result.normalized_train_energy, '.4g')},"
+        f" V_NE={figure(result.normalized_val_energy, '.4g')})"
     )
     out.print(f"Prioritised targets met: {'yes' if result.targets_met else 'no'}")
 
@@ -180,6 +195,7 @@ def _render_rulebook(book: Rulebook) -> None:
     out.print(ins)
     rules = Table(title="Rules (NNGES)", title_justify="left")
     rules.add_column("rule")
+    rules.add_column("origin")
     rules.add_column("when")
     rules.add_column("raises")
     rules.add_column("weight")
@@ -188,8 +204,13 @@ def _render_rulebook(book: Rulebook) -> None:
             f"{c.metric} {c.op} {c.threshold}" if c.threshold is not None else f"{c.metric} {c.op}"
             for c in r.when
         )
-        rules.add_row(r.id, when, " ".join(r.instructions), str(r.weight))
+        rules.add_row(r.id, r.origin, when, " ".join(r.instructions), str(r.weight))
     out.print(rules)
+    out.print(
+        "origin: paper = the LEMONADE paper states the rule (its text gives only the training-"
+        "accuracy rule); archsmith = archsmith's design, clauses and weights alike.",
+        highlight=False,
+    )
 
 
 @app.command("datasets")
@@ -200,7 +221,7 @@ def datasets_cmd(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
 ) -> None:
-    """List the datasets archsmith knows, and whether each is available here."""
+    """List the datasets archsmith knows, whether each is available here, and its splits."""
     from archsmith.data import REGISTRY, DatasetUnavailableError, locate_dataset
 
     rows: list[dict[str, object]] = []
@@ -219,6 +240,7 @@ def datasets_cmd(
                 "num_classes": info.num_classes,
                 "available": available,
                 "source": where,
+                "splits": info.splits,
             }
         )
     if as_json:
@@ -226,7 +248,8 @@ def datasets_cmd(
         return
     info_shapes = {name: info.input_shape for name, info in REGISTRY.items()}
     table = Table(title="Datasets", title_justify="left")
-    for col in ("name", "task", "shape", "classes", "available", "source / how to get it"):
+    columns = ("name", "task", "shape", "classes", "available", "source / how to get it", "splits")
+    for col in columns:
         table.add_column(col, overflow="fold")
     for r in rows:
         table.add_row(
@@ -236,8 +259,34 @@ def datasets_cmd(
             str(r["num_classes"]),
             "yes" if r["available"] else "no",
             str(r["source"]),
+            str(r["splits"]),
         )
     out.print(table)
+
+
+#: Where --dataset and --image-size are explained, the same on plan, run and evaluate.
+_OWN_DATA = (
+    "the path of your own data (a folder of class folders of images, an .npz of images and"
+    " labels, a .csv or .jsonl of text and label)"
+)
+DatasetOption = Annotated[
+    str | None,
+    typer.Option(
+        "--dataset",
+        "-d",
+        help=f"A registry name or {_OWN_DATA}; without it the request names the data.",
+    ),
+]
+ImageSizeOption = Annotated[
+    int | None,
+    typer.Option(
+        "--image-size",
+        min=1,
+        max=1024,
+        help="Bring your own images to N x N pixels (default: chosen from the data, the median"
+        " shorter side capped at 32; the plan says which).",
+    ),
+]
 
 
 @app.command("evaluate")
@@ -245,9 +294,10 @@ def evaluate_cmd(
     model_file: Annotated[
         Path, typer.Argument(help="A Python file defining build_model(input_shape, num_classes).")
     ],
-    dataset: Annotated[str, typer.Option("--dataset", "-d", help="Dataset name or alias.")] = (
-        "digits"
-    ),
+    dataset: Annotated[
+        str, typer.Option("--dataset", "-d", help=f"Dataset name or alias, or {_OWN_DATA}.")
+    ] = "digits",
+    image_size: ImageSizeOption = None,
     epochs: Annotated[int, typer.Option("--epochs", min=1, help="Training epochs.")] = 5,
     budget: Annotated[
         float | None, typer.Option("--budget", min=1, help="Training time limit (seconds).")
@@ -269,8 +319,8 @@ def evaluate_cmd(
 ) -> None:
     """Measure one model file the way the agent measures candidates, in the sandbox."""
     from archsmith.config import Settings
-    from archsmith.data import DatasetNotFoundError, DatasetUnavailableError
-    from archsmith.sandbox import SandboxError, SandboxUnavailableError, get_sandbox
+    from archsmith.data.user import dataset_argument
+    from archsmith.sandbox import SandboxError, get_sandbox
     from archsmith.tools.runtime import ToolRuntime
 
     check_sandbox(sandbox)
@@ -285,6 +335,7 @@ def evaluate_cmd(
         overrides["data_dir"] = data_dir
     settings = Settings(**overrides)  # type: ignore[arg-type]
     try:
+        dataset = dataset_argument(dataset, image_size=image_size)
         box = get_sandbox(settings.sandbox, image=settings.sandbox_image, bwrap=settings.bwrap)
         runtime = ToolRuntime(box, settings)
         with err.status(f"preparing {dataset} ..."):
@@ -292,7 +343,7 @@ def evaluate_cmd(
         report = _evaluate(
             runtime, code, dataset, data.meta, epochs, budget, max_train, seed, show=not as_json
         )
-    except (DatasetNotFoundError, DatasetUnavailableError, SandboxUnavailableError) as e:
+    except InputError as e:  # an unknown dataset, data that cannot be used, no sandbox here
         raise _fail(e) from e
     except SandboxError as e:
         err.print(f"[bold red]sandbox error:[/] {e}", highlight=False)
@@ -416,6 +467,31 @@ def _evaluate(
     return report
 
 
+LLMTimeoutOption = Annotated[
+    str | None,
+    typer.Option(
+        "--llm-timeout",
+        help="How long one LLM request may wait for its reply: 120, 90s, 5m"
+        " (default: $ARCHSMITH_LLM_TIMEOUT_S, else 120 s).",
+    ),
+]
+LLMOutageWindowOption = Annotated[
+    str | None,
+    typer.Option(
+        "--llm-outage-window",
+        help="How long a failing LLM call is retried mid-run, each wait shown, before the run"
+        " stops, resumable: 600, 10m, 1h (default: $ARCHSMITH_LLM_OUTAGE_WINDOW_S, else 10 min).",
+    ),
+]
+
+
+def _seconds(text: str | None) -> float | None:
+    """A duration flag in seconds, or None when it was not given."""
+    from archsmith.agents.session import parse_duration
+
+    return parse_duration(text) if text else None
+
+
 def _llm_value(llm: str | None) -> str:
     from archsmith.agents.llm import default_llm, parse_llm
 
@@ -434,16 +510,28 @@ def plan_cmd(
     base_url: Annotated[
         str | None, typer.Option("--base-url", help="An OpenAI-compatible server's URL.")
     ] = None,
+    llm_timeout: LLMTimeoutOption = None,
+    dataset: DatasetOption = None,
+    image_size: ImageSizeOption = None,
 ) -> None:
-    """Show the TaskSpec a request becomes, and every assumption made; runs nothing."""
-    from archsmith.agents.llm import make_llm
+    """Show the TaskSpec a request becomes, every assumption made, and targets that clash.
+
+    Your own data (``--dataset PATH`` or a path in the request) is prepared to read its shape.
+    """
+    from archsmith.agents.llm import LLMUnavailableError, make_llm
     from archsmith.agents.planner import plan
+    from archsmith.config import Settings
 
     try:
         value = _llm_value(llm)
-        result = plan(request, make_llm(value, base_url=base_url))
+        timeout_s = _seconds(llm_timeout) or Settings().llm_timeout_s
+        chat = make_llm(value, base_url=base_url, timeout_s=timeout_s)
+        result = plan(request, chat, dataset=dataset, image_size=image_size)
     except InputError as e:
         raise _fail(e) from e
+    except LLMUnavailableError as e:
+        err.print(f"[bold red]LLM unavailable:[/] {e}", highlight=False)
+        raise typer.Exit(1) from e
     if as_json:
         out.print_json(result.spec.model_dump_json())
         return
@@ -451,6 +539,8 @@ def plan_cmd(
 
 
 def _render_plan(spec: dict[str, Any], assumptions: list[str], source: str) -> None:
+    """The spec, every assumption, and the targets that cannot be met together (before any work)."""
+    from archsmith.agents.planner import plan_warnings
     from archsmith.spec import TaskSpec
 
     symbols = TaskSpec.symbols()
@@ -463,6 +553,8 @@ def _render_plan(spec: dict[str, Any], assumptions: list[str], source: str) -> N
     out.print(table)
     for a in assumptions:
         out.print(f"assumed: {a}", highlight=False)
+    for warning in plan_warnings(TaskSpec.model_validate(spec)):
+        out.print(f"[bold yellow]warning:[/] {warning}", highlight=False)
 
 
 @app.command("run")
@@ -495,21 +587,64 @@ def run_cmd(
         str | None,
         typer.Option("--checkpoint-url", help="postgresql://... (default: SQLite in the run)."),
     ] = None,
+    llm_timeout: LLMTimeoutOption = None,
+    llm_outage_window: LLMOutageWindowOption = None,
+    dataset: DatasetOption = None,
+    image_size: ImageSizeOption = None,
+    workers: Annotated[
+        int,
+        typer.Option(
+            "--workers",
+            min=1,
+            help="Candidates proposed and evaluated at once, each job a Ray task (a local Ray"
+            " cluster unless --ray-address); 1: one at a time, no Ray.",
+        ),
+    ] = 1,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            "--ray-address",
+            help="An existing Ray cluster (host:port of its head, ray://host:10001, or auto)"
+            " to run the jobs on.",
+        ),
+    ] = None,
+    gpus_per_candidate: Annotated[
+        float | None,
+        typer.Option(
+            "--gpus-per-candidate",
+            min=0.0,
+            help="GPUs per job on Ray; a fraction lets small models share one"
+            " (default: 1 / workers with --device cuda).",
+        ),
+    ] = None,
 ) -> None:
     """Discover a model for a request in plain words (the LEMONADE loop)."""
-    from archsmith.agents.llm import LLMUnavailableError, check_llm, describe_llm, make_llm
+    from archsmith.agents.llm import (
+        LLMUnavailableError,
+        check_llm,
+        describe_llm,
+        make_llm,
+        span,
+    )
     from archsmith.agents.planner import plan
     from archsmith.agents.session import auto_epochs, new_meta, parse_duration, start_run
     from archsmith.config import Settings
     from archsmith.data import prepare_dataset
+    from archsmith.data.prepared_format import read_meta
     from archsmith.sandbox import get_sandbox
-    from archsmith.tools.runtime import read_prepared_meta
 
     check_sandbox(sandbox)
     try:
+        if ray_address:
+            from archsmith.sandbox.ray_pool import check_address
+
+            check_address(ray_address)
         value = _llm_value(llm)
         budget_s = parse_duration(budget) if budget else None
-        chat = make_llm(value, base_url=base_url)
+        defaults = Settings()
+        timeout_s = _seconds(llm_timeout) or defaults.llm_timeout_s
+        window_s = _seconds(llm_outage_window) or defaults.llm_outage_window_s
+        chat = make_llm(value, base_url=base_url, timeout_s=timeout_s)
         # Before any work: code written by an LLM needs a sandbox that can start here.
         get_sandbox(
             sandbox,  # type: ignore[arg-type]
@@ -519,7 +654,7 @@ def run_cmd(
         if chat is not None:
             with err.status(f"checking {value} ..."):
                 check_llm(chat)
-        planned = plan(request, chat)
+        planned = plan(request, chat, dataset=dataset, image_size=image_size)
         overrides: dict[str, Any] = {"sandbox": sandbox}
         if device:
             overrides["device"] = device
@@ -533,7 +668,7 @@ def run_cmd(
                 spec.dataset, settings.data_dir, settings.cache_dir,
                 max_train=max_train, max_val=max_val,
             )  # fmt: skip
-        train_samples = int(read_prepared_meta(prepared)["counts"]["train"])
+        train_samples = int(read_meta(prepared)["counts"]["train"])
         if max_train is not None:
             train_samples = min(train_samples, max_train)
     except InputError as e:
@@ -546,7 +681,8 @@ def run_cmd(
         request, value, base_url=base_url, sandbox=sandbox,
         device=settings.resolve_device(), data_dir=settings.data_dir, epochs=chosen_epochs,
         iterations=iterations, budget_s=budget_s, patience=patience, max_train=max_train,
-        max_val=max_val,
+        max_val=max_val, llm_timeout_s=timeout_s, llm_outage_window_s=window_s,
+        workers=workers, ray_address=ray_address, gpus_per_candidate=gpus_per_candidate,
     )  # fmt: skip
     out.print(f"run [bold]{meta.run_id}[/]: {request}", highlight=False)
     out.print(
@@ -555,6 +691,16 @@ def run_cmd(
         + ("" if epochs is not None else f" (auto: {train_samples:,} training samples)")
         + f"; up to {iterations} iterations"
         + (f" or {budget_s:g} s" if budget_s else "")
+        + (
+            f"; {workers} at a time on Ray ({ray_address or 'local cluster'})"
+            if workers > 1 or ray_address
+            else ""
+        )
+        + (
+            f"; LLM timeout {span(timeout_s)}, outage window {span(window_s)}"
+            if chat is not None
+            else ""
+        )
     )
     _render_plan(planned.spec.model_dump(mode="json"), planned.assumptions, planned.source)
     _execute(
@@ -578,6 +724,7 @@ def run_cmd(
 
 
 def _execute(start: Any, run_id: str, settings: Any) -> None:
+    from archsmith.agents.llm import LLMUnavailableError
     from archsmith.agents.runs import run_dir
     from archsmith.sandbox import SandboxError
 
@@ -591,37 +738,74 @@ def _execute(start: Any, run_id: str, settings: Any) -> None:
     except SandboxError as e:
         err.print(f"[bold red]sandbox error:[/] {e}", highlight=False)
         raise typer.Exit(1) from e
+    except LLMUnavailableError as e:
+        err.print(f"[bold red]LLM unavailable:[/] {e}", highlight=False)
+        err.print(f"the run is saved; once the LLM answers again: archsmith resume {run_id}")
+        raise typer.Exit(EXIT_LLM_UNAVAILABLE) from e
     best = state.get("best")
     directory = run_dir(settings.home, run_id)
-    if not state.get("stop_reason"):
+    finished = bool(state.get("stop_reason"))
+    if not finished:
         out.print(f"run {run_id} stopped on request; resume with: archsmith resume {run_id}")
+    out.print(f"run directory: {directory}", soft_wrap=True)
     if best:
         m = best["metrics"]
-        out.print(
-            f"best: iteration {best['iteration']} ({best['summary']}), val acc"
-            f" {m['val_accuracy']:.4f}, {m['fps']:,.0f} FPS, CM {best['combined_metric']:.4f}",
-            highlight=False,
-        )
         out.print(f"code: {directory / 'best_model.py'}", soft_wrap=True)
         if best.get("model_dir"):
             out.print(f"trained model (program): {best['model_dir']}", soft_wrap=True)
-    else:
-        out.print("no candidate was evaluated successfully")
-    out.print(f"run directory: {directory}", soft_wrap=True)
+        out.print(
+            f"best: iteration {best['iteration']} ({best['summary']}), test acc"
+            f" {figure(best.get('test_accuracy'))} (held out, measured once), val acc"
+            f" {figure(m.get('val_accuracy'))}, {figure(m.get('fps'), ',.0f')} FPS,"
+            f" {figure(m.get('params'), ',')} params, CM {figure(best.get('combined_metric'))}",
+            highlight=False,
+        )
+        if not best.get("feasible", True):
+            missed = "; ".join(best.get("limit_violations") or [])
+            err.print(
+                f"[bold red]no candidate met every hard limit:[/] the best misses {missed}",
+                highlight=False,
+            )
+            raise typer.Exit(EXIT_LIMIT_MISSED)
+    elif finished:
+        err.print(
+            "[bold red]no candidate could be evaluated:[/] every one failed; `archsmith show"
+            f" {run_id}` says why each did",
+            highlight=False,
+        )
+        raise typer.Exit(EXIT_NO_CANDIDATE)
 
 
 @app.command("resume")
 def resume_cmd(
     run_id: Annotated[str, typer.Argument(help="The run to continue.")],
     checkpoint_url: Annotated[str | None, typer.Option("--checkpoint-url")] = None,
+    llm_timeout: LLMTimeoutOption = None,
+    llm_outage_window: LLMOutageWindowOption = None,
 ) -> None:
-    """Continue a run stopped by Ctrl-C, a crash or kill -9, from its last completed step."""
+    """Continue a run stopped by Ctrl-C, a crash, kill -9 or an LLM outage, where it stopped.
+
+    ``--llm-timeout`` and ``--llm-outage-window`` replace what the run was started with.
+    """
     from archsmith.agents.session import resume_run
     from archsmith.config import Settings
 
     settings = Settings()
+    try:
+        timeout_s, window_s = _seconds(llm_timeout), _seconds(llm_outage_window)
+    except InputError as e:
+        raise _fail(e) from e
     _execute(
-        lambda: resume_run(run_id, settings, out, checkpoint_url=checkpoint_url), run_id, settings
+        lambda: resume_run(
+            run_id,
+            settings,
+            out,
+            checkpoint_url=checkpoint_url,
+            llm_timeout_s=timeout_s,
+            llm_outage_window_s=window_s,
+        ),
+        run_id,
+        settings,
     )
 
 

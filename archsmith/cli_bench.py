@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shlex
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -43,19 +44,19 @@ def _seeds(text: str) -> int | list[int]:
         ) from e
 
 
-def _datasets(values: list[str] | None) -> dict[str, str]:
-    """``NAME`` for every benchmark, or ``BENCHMARK=NAME`` for one."""
+def _datasets(values: list[str] | None) -> dict[str, list[str]]:
+    """``NAME[,NAME...]`` for every built-in benchmark, or ``BENCHMARK=NAME[,NAME...]`` for one;
+    repeating a benchmark adds datasets."""
     from archsmith.bench.runner import BENCHMARKS
 
-    out: dict[str, str] = {}
+    out: dict[str, list[str]] = {}
     for v in values or ():
-        bench, sep, name = v.partition("=")
-        if not sep:
-            out.update(dict.fromkeys(BENCHMARKS, v.strip()))
-        elif bench.strip() and name.strip():
-            out[bench.strip()] = name.strip()
-        else:
-            raise InputError(f"--dataset must be NAME or BENCHMARK=NAME, not {v!r}")
+        bench, sep, names = v.rpartition("=") if "=" in v else ("", "", v)
+        datasets = [n.strip() for n in names.split(",") if n.strip()]
+        if not datasets or (sep and not bench.strip()):
+            raise InputError(f"--dataset must be NAME[,NAME] or BENCHMARK=NAME[,NAME], not {v!r}")
+        for key in [bench.strip()] if sep else BENCHMARKS:
+            out[key] = list(dict.fromkeys([*out.get(key, []), *datasets]))
     return out
 
 
@@ -77,6 +78,13 @@ def _check_output(path: Path) -> None:
         existing = existing.parent
     if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
         raise InputError(f"cannot write under {existing}; choose a writable place with -o")
+
+
+def _check_summary(page: Path) -> None:
+    """Refuse a summary page that cannot be written, before the grid runs."""
+    if page.exists() and not page.is_file():
+        raise InputError(f"--summary {page} exists and is not a file")
+    _check_output(page.parent)
 
 
 class _Bar:
@@ -123,8 +131,8 @@ def bench_cmd(
         typer.Option(
             "--strategy",
             "-s",
-            help="rulebook, llm, random, evolution or tpe; repeatable (default: all available;"
-            " llm only with an LLM).",
+            help="rulebook, llm, random, evolution, tpe or rl; repeatable (default: all"
+            " available; llm only with an LLM).",
         ),
     ] = None,
     seeds: Annotated[
@@ -133,11 +141,28 @@ def bench_cmd(
     budget: Annotated[int, typer.Option("--budget", help="Table lookups per search.")] = 10,
     dataset: Annotated[
         list[str] | None,
-        typer.Option("--dataset", help="NAME for every benchmark or BENCHMARK=NAME (cifar10)."),
+        typer.Option(
+            "--dataset",
+            help="NAME[,NAME] for every benchmark or BENCHMARK=NAME[,NAME] (default: every"
+            " dataset of each benchmark).",
+        ),
+    ] = None,
+    space: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--space",
+            help="A space file of your own tabular benchmark (docs/benchmarks.md); repeatable."
+            " Without -b only these run.",
+        ),
     ] = None,
     device: Annotated[
-        str, typer.Option("--device", help="Device of the latency objective.")
-    ] = "pi4",
+        str | None,
+        typer.Option(
+            "--device",
+            help="Device of the latency objective (default: pi4 on NB201,"
+            " a space file's first device).",
+        ),
+    ] = None,
     max_latency_ms: Annotated[
         float | None,
         typer.Option("--max-latency-ms", help="The latency limit (default: the median)."),
@@ -159,13 +184,27 @@ def bench_cmd(
     output: Annotated[
         Path, typer.Option("--output", "-o", help="Where results are written.")
     ] = Path("bench-results"),
+    summary: Annotated[
+        Path | None,
+        typer.Option(
+            "--summary",
+            help="Also write a one-page summary here (e.g. docs/benchmarks.md), keeping what is"
+            " written by hand below its marker line.",
+        ),
+    ] = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print results.json to stdout instead of the table.")
     ] = False,
 ) -> None:
-    """Compare search strategies on NAS-Bench-Macro and NAS-Bench-201 over many seeds."""
+    """Compare search strategies on NAS-Bench-Macro, NAS-Bench-201 or your own table, over seeds."""
     from archsmith.agents.llm import LLMUnavailableError
-    from archsmith.bench.output import heading, render_tables, skipped_lines, write_outputs
+    from archsmith.bench.output import (
+        heading,
+        render_tables,
+        skipped_lines,
+        write_outputs,
+        write_summary,
+    )
     from archsmith.bench.runner import BenchConfig, run_bench
 
     try:
@@ -176,6 +215,7 @@ def bench_cmd(
             "seeds": _seeds(seeds),
             "budget": budget,
             "datasets": _datasets(dataset),
+            "spaces": list(space or []),
             "device": device,
             "max_latency_ms": max_latency_ms,
             "alpha": alpha,
@@ -192,6 +232,8 @@ def bench_cmd(
                 "invalid benchmark options:\n" + format_validation_error(e, BenchConfig)
             ) from e
         _check_output(output)
+        if summary is not None:
+            _check_summary(summary)
     except InputError as e:
         raise _fail(e) from e
 
@@ -211,6 +253,9 @@ def bench_cmd(
 
     try:
         paths = write_outputs(result, output)
+        if summary is not None:
+            shown = f"{result.command} -o {shlex.quote(str(output))}"
+            paths.append(write_summary(result, summary, output, shown))
     except InputError as e:
         raise _fail(e) from e
     if as_json:

@@ -2,15 +2,34 @@
 
 from __future__ import annotations
 
+import math
+
 import typer
 from rich.console import Console
 
 from archsmith.errors import InputError
 
-__all__ = ["EXIT_BAD_INPUT", "SANDBOX_HELP", "check_sandbox", "err", "fail", "out"]
+__all__ = [
+    "EXIT_BAD_INPUT",
+    "EXIT_LIMIT_MISSED",
+    "EXIT_LLM_UNAVAILABLE",
+    "EXIT_NO_CANDIDATE",
+    "SANDBOX_HELP",
+    "check_sandbox",
+    "err",
+    "fail",
+    "figure",
+    "out",
+]
 
 #: Exit code for bad input (a missing file, an unknown name, a value out of range).
 EXIT_BAD_INPUT = 2
+#: A run that ended without a single candidate evaluated: there is no model.
+EXIT_NO_CANDIDATE = 3
+#: A run whose best model misses a hard limit (max_params, max_latency_ms, max_model_size_mb).
+EXIT_LIMIT_MISSED = 4
+#: The LLM stayed unreachable for the whole outage window: the run is saved, resume it later.
+EXIT_LLM_UNAVAILABLE = 5
 out = Console()
 err = Console(stderr=True)
 
@@ -28,6 +47,13 @@ def check_sandbox(name: str) -> str:
     if name not in ("local", "docker", "none"):
         raise fail(InputError(f"--sandbox must be local, docker or none, not {name!r}"))
     return name
+
+
+def figure(value: object, spec: str = ".4f", missing: str = "not measured") -> str:
+    """A measured figure as text; one that was not measured says so instead of showing 0."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return missing
+    return format(value, spec)
 
 
 def fail(e: InputError) -> typer.Exit:

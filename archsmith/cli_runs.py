@@ -18,11 +18,12 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.panel import Panel
 from rich.syntax import Syntax
 from rich.table import Table
 
-from archsmith.cli_common import err, out
+from archsmith.cli_common import err, figure, out
 from archsmith.cli_common import fail as _fail
 from archsmith.config import Settings
 from archsmith.errors import InputError
@@ -60,13 +61,23 @@ def _span(seconds: float | None) -> str:
     return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
 
 
-def _num(value: Any, fmt: str) -> str:
-    return "-" if value is None else format(value, fmt)
-
-
 def _status(run: dict[str, Any]) -> str:
     colour = {"running": "cyan", "finished": "green", "crashed": "red"}.get(run["status"], "yellow")
     return f"[{colour}]{run['status']}[/]"
+
+
+#: Room for the reason beside the status in `runs`; `show` gives it whole.
+_REASON_CHARS = 70
+
+
+def _status_and_why(run: dict[str, Any]) -> str:
+    """The status, and for a run that ended early (stopped, crashed) why, as `runs` lists it."""
+    reason = str(run.get("stop_reason") or "")
+    if run["status"] not in ("stopped", "crashed") or not reason:
+        return _status(run)
+    if len(reason) > _REASON_CHARS:
+        reason = reason[: _REASON_CHARS - 3] + "..."
+    return f"{_status(run)}: {escape(reason)}"
 
 
 def runs_cmd(
@@ -90,7 +101,8 @@ def runs_cmd(
     table = Table(title=f"{len(runs)} runs in {settings.store_path}", title_justify="left")
     for col, justify in (
         ("run", "left"), ("request", "left"), ("status", "left"), ("iter.", "right"),
-        ("best val acc", "right"), ("FPS", "right"), ("CM", "right"), ("started", "left"),
+        ("best val acc", "right"), ("test acc", "right"), ("FPS", "right"), ("CM", "right"),
+        ("workers", "right"), ("started", "left"),
         ("duration", "right"),
     ):  # fmt: skip
         table.add_column(col, justify=justify, overflow="fold")  # type: ignore[arg-type]
@@ -98,22 +110,68 @@ def runs_cmd(
         table.add_row(
             r["run_id"],
             r["request"][:48],
-            _status(r),
+            _status_and_why(r),
             f"{r['done']}/{r.get('max_iterations') or '?'}",
-            _num(r.get("best_val_accuracy"), ".4f"),
-            _num(r.get("best_fps"), ",.0f"),
-            _num(r.get("best_cm"), ".4f"),
+            figure(r.get("best_val_accuracy"), ".4f", missing="-"),
+            figure(r.get("best_test_accuracy"), ".4f", missing="-"),
+            figure(r.get("best_fps"), ",.0f", missing="-"),
+            figure(r.get("best_cm"), ".4f", missing="-"),
+            _workers(r.get("settings") or {}),
             _when(r["created_at"]),
             _span(r.get("duration_s")),
         )
     out.print(table)
 
 
+def _workers(settings: dict[str, Any]) -> str:
+    """How many candidates the run evaluated at once, and on which Ray cluster."""
+    workers = int(settings.get("workers") or 1)
+    address = settings.get("ray_address")
+    if workers <= 1 and not address:
+        return "1"
+    return f"{workers} on Ray {address}" if address else f"{workers} on Ray"
+
+
+def _where(entry: dict[str, Any]) -> str | None:
+    """Where and when a candidate of a parallel round ran, and how its speed was measured."""
+    if not entry.get("worker") and entry.get("round") is None:
+        return None
+    measured = entry.get("measurement") or {}
+    started, finished = entry.get("started_at"), entry.get("finished_at")
+    span = (
+        f" from {_clock(started)} to {_clock(finished)}"
+        if started is not None and finished is not None
+        else ""
+    )
+    how = (
+        f"; speed and inference energy measured {measured.get('speed_and_energy')}, training"
+        f" energy {measured.get('training_energy')}"
+        if measured
+        else ""
+    )
+    return f"round {entry.get('round')}, on {entry.get('worker') or 'this process'}{span}{how}"
+
+
+def _clock(ts: Any) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(float(ts)))
+
+
+def _test_accuracy(entry: dict[str, Any]) -> str:
+    """The held-out figure, or why there is none (measured once, when the run ends)."""
+    test = entry.get("test")
+    if not test:
+        return "not measured (the run has not ended)"
+    if not test.get("ok"):
+        return f"not measured ({(test.get('error') or {}).get('message', 'failed')})"
+    return figure(test.get("test_accuracy"))
+
+
 def _header(story: dict[str, Any]) -> None:
     run = story["run"]
     lines = [
         f"[bold]{run['request']}[/]",
-        f"status: {_status(run)}" + (f" ({run['stop_reason']})" if run.get("stop_reason") else ""),
+        f"status: {_status(run)}"
+        + (f" ({escape(str(run['stop_reason']))})" if run.get("stop_reason") else ""),
         f"architect: {run['llm']}   planner: {run.get('planner') or '-'}   sandbox:"
         f" {run['sandbox']}   device: {run['device']}",
         f"started {_when(run['created_at'])}, took {_span(run.get('duration_s'))};"
@@ -124,10 +182,14 @@ def _header(story: dict[str, Any]) -> None:
     if best:
         m = best.get("metrics") or {}
         lines.append(
-            f"best: iteration {best['iteration']} ({best['summary']}): val acc"
-            f" {m.get('val_accuracy', 0):.4f}, {m.get('fps', 0):,.0f} FPS,"
-            f" {m.get('params', 0):,} params, CM {best.get('combined_metric', 0):.4f}"
+            f"best: iteration {best['iteration']} ({best['summary']}): test acc"
+            f" {_test_accuracy(best)}, val acc {figure(m.get('val_accuracy'))},"
+            f" {figure(m.get('fps'), ',.0f')} FPS, {figure(m.get('params'), ',')} params,"
+            f" CM {figure(best.get('combined_metric'))}"
         )
+        if best.get("limit_violations"):
+            missed = "; ".join(best["limit_violations"])
+            lines.append(f"[red]the best misses a hard limit: {missed}[/]")
     out.print(Panel("\n".join(lines), title=f"run {run['run_id']}", title_align="left"))
     for a in story["assumptions"]:
         out.print(f"  assumed: {a}", highlight=False)
@@ -135,7 +197,9 @@ def _header(story: dict[str, Any]) -> None:
 
 def _overview(story: dict[str, Any]) -> None:
     table = Table(title="Iterations", title_justify="left")
-    for col in ("#", "status", "summary", "val acc", "FPS", "params", "CM", "instructions next"):
+    parallel = any(e.get("round") is not None for e in story["iterations"])
+    columns = ["#", "status", "summary", "val acc", "FPS", "params", "CM", "instructions next"]
+    for col in columns + (["round", "worker", "ran"] if parallel else []):
         table.add_column(col, overflow="fold")
     for e in story["iterations"]:
         m = e.get("metrics") or {}
@@ -147,14 +211,21 @@ def _overview(story: dict[str, Any]) -> None:
             f"{e['iteration']}{mark}",
             status,
             str(e.get("summary", ""))[:70],
-            _num(m.get("val_accuracy"), ".4f"),
-            _num(m.get("fps"), ",.0f"),
-            _num(m.get("params"), ","),
-            _num(e.get("combined_metric"), ".4f"),
+            figure(m.get("val_accuracy"), ".4f", missing="-"),
+            figure(m.get("fps"), ",.0f", missing="-"),
+            figure(m.get("params"), ",", missing="-"),
+            figure(e.get("combined_metric"), ".4f", missing="-"),
             " ".join(f"{i['code']}({i['weight']:g})" for i in e.get("instructions", [])),
+            *(_parallel_cells(e) if parallel else []),
         )
     out.print(table)
     out.print("* became the best.  `archsmith show RUN --iteration N` tells one step's story.")
+
+
+def _parallel_cells(e: dict[str, Any]) -> list[str]:
+    started, finished = e.get("started_at"), e.get("finished_at")
+    ran = f"{_clock(started)}-{_clock(finished)}" if started and finished else "-"
+    return [str(e.get("round") or "-"), str(e.get("worker") or "-"), ran]
 
 
 def _rules(entry: dict[str, Any], title: str) -> None:
@@ -191,6 +262,9 @@ def _one_iteration(story: dict[str, Any], entry: dict[str, Any]) -> None:
         f"iteration {n}: {entry.get('summary', '')}" + ("  (best)" if entry["is_best"] else "")
     )
     out.print(f"status: {entry['status']}; {entry.get('seconds', 0):.1f} s", highlight=False)
+    where = _where(entry)
+    if where:
+        out.print(f"ran in {where}", highlight=False)
     if previous is not None:
         _rules(previous, f"Why: the critic's verdict on iteration {n - 1}")
     else:
@@ -233,15 +307,22 @@ def _one_iteration(story: dict[str, Any], entry: dict[str, Any]) -> None:
         table.add_column("metric")
         table.add_column("value", justify="right")
         rows = [
-            ("validation accuracy", _num(m.get("val_accuracy"), ".4f")),
-            ("train accuracy", _num(m.get("train_accuracy"), ".4f")),
-            ("FPS (batch 256)", _num(m.get("fps"), ",.0f")),
-            ("latency, batch 1 (ms)", _num(m.get("latency_ms"), ".3f")),
-            ("parameters", _num(m.get("params"), ",")),
-            ("size (MB)", _num(m.get("model_size_mb"), ".3f")),
-            (f"training energy ({src.get('train')})", _num(m.get("train_energy_kwh_pue"), ".3g")),
-            (f"validation energy ({src.get('val')})", _num(m.get("val_energy_kwh_pue"), ".3g")),
-            ("combined metric CM", _num(entry.get("combined_metric"), ".4f")),
+            ("test accuracy (held out, measured once)", _test_accuracy(entry)),
+            ("validation accuracy", figure(m.get("val_accuracy"), ".4f")),
+            ("train accuracy", figure(m.get("train_accuracy"), ".4f")),
+            ("FPS (batch 256)", figure(m.get("fps"), ",.0f")),
+            ("latency, batch 1 (ms)", figure(m.get("latency_ms"), ".3f")),
+            ("parameters", figure(m.get("params"), ",")),
+            ("size (MB)", figure(m.get("model_size_mb"), ".3f")),
+            (
+                f"training energy ({src.get('train')})",
+                figure(m.get("train_energy_kwh_pue"), ".3g"),
+            ),
+            (
+                f"validation energy ({src.get('val')})",
+                figure(m.get("val_energy_kwh_pue"), ".3g"),
+            ),
+            ("combined metric CM", figure(entry.get("combined_metric"), ".4f")),
         ]
         for row in rows:
             table.add_row(*row)
@@ -317,7 +398,7 @@ def diff_cmd(
     for label, va, vb, delta, better in metric_deltas(ea, eb):
         colour = {True: "green", False: "red", None: "white"}[better]
         change = "-" if delta is None else f"[{colour}]{delta:+.4g}[/]"
-        table.add_row(label, _num(va, ".4g"), _num(vb, ".4g"), change)
+        table.add_row(label, figure(va, ".4g", missing="-"), figure(vb, ".4g", missing="-"), change)
     out.print(table)
     out.print(f"#{a}: {ea.get('summary', '')}\n#{b}: {eb.get('summary', '')}", highlight=False)
     text = code_diff(ea, eb)

@@ -13,7 +13,13 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["Settings", "default_home"]
+__all__ = ["DEFAULT_LLM_OUTAGE_WINDOW_S", "DEFAULT_LLM_TIMEOUT_S", "Settings", "default_home"]
+
+#: How long one LLM request may wait for its reply, in seconds.
+DEFAULT_LLM_TIMEOUT_S = 120.0
+#: How long a mid-run LLM call is retried through an outage before the run stops: long enough for
+#: a typical provider incident.
+DEFAULT_LLM_OUTAGE_WINDOW_S = 600.0
 
 
 def default_home() -> Path:
@@ -64,6 +70,17 @@ class Settings(BaseSettings):
     job_memory_mb: int = Field(default=8192, gt=0)
     max_model_bytes: int = Field(
         default=4 << 30, gt=0, description="Largest exported model the host accepts from a job."
+    )
+    llm_timeout_s: float = Field(
+        default=DEFAULT_LLM_TIMEOUT_S,
+        gt=0,
+        description="How long one LLM request may wait for its reply (s); --llm-timeout.",
+    )
+    llm_outage_window_s: float = Field(
+        default=DEFAULT_LLM_OUTAGE_WINDOW_S,
+        ge=0,
+        description="How long a mid-run LLM call (architect, code fixer) is retried through an"
+        " outage before the run stops, resumable (s); --llm-outage-window.",
     )
 
     @property

@@ -29,6 +29,8 @@ from archsmith.errors import ArchsmithError
 from archsmith.metrics import joules_to_kwh_pue
 
 __all__ = [
+    "ESTIMATE_BASIS",
+    "SOURCES",
     "EnergyMeter",
     "EnergyReading",
     "EnergySource",
@@ -37,6 +39,8 @@ __all__ = [
     "Measurement",
     "NvmlMeter",
     "RaplMeter",
+    "SourceInfo",
+    "energy_scope",
     "estimate_watts",
     "make_meter",
 ]
@@ -56,6 +60,41 @@ class EnergySource(str, Enum):
 
 
 _LABEL = {EnergySource.NVML: "NVML", EnergySource.RAPL: "RAPL", EnergySource.ESTIMATE: "estimate"}
+
+
+@dataclass(frozen=True)
+class SourceInfo:
+    """What a figure from one source is: measured or not, how it was got, what it covers.
+
+    The one description every view prints (the report, the model card, the CLI): read without its
+    scope, a GPU-only figure looks like a whole machine's, and figures from different counters look
+    comparable when they are not.
+    """
+
+    measured: bool
+    how: str
+    scope: str
+
+
+#: What an estimate is made of.
+ESTIMATE_BASIS = "elapsed time x configured power (CPU and RAM, plus one GPU on CUDA)"
+SOURCES: dict[str, SourceInfo] = {
+    EnergySource.NVML.value: SourceInfo(
+        True, "read from the GPU's total-energy counter", "GPU only"
+    ),
+    EnergySource.RAPL.value: SourceInfo(
+        True, "read from the CPU's package and DRAM energy counters", "CPU package and DRAM only"
+    ),
+    EnergySource.ESTIMATE.value: SourceInfo(False, ESTIMATE_BASIS, "estimate"),
+}
+
+
+def energy_scope(source: object) -> str:
+    """The scope of a figure from ``source`` (nvml, rapl, estimate); says so when unknown."""
+    if source is None:
+        return "source not recorded"
+    info = SOURCES.get(str(source))
+    return info.scope if info is not None else f"scope unknown (source {source})"
 
 
 class EnergySourceUnavailableError(ArchsmithError):

@@ -24,6 +24,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from archsmith import __version__
+from archsmith.energy import SOURCES, energy_scope
 from archsmith.errors import InputError, format_validation_error
 from archsmith.files import UntrustedFileError, atomic_dir, open_untrusted
 from archsmith.sandbox.base import CandidateError, SandboxResult
@@ -64,11 +65,6 @@ SANDBOX_FILES: dict[str, tuple[str, ...]] = {
 CHECK_SAMPLES = 256
 
 #: What each energy source is, as the card says it.
-_ENERGY_SOURCES = {
-    "nvml": (True, "nvml: measured with the GPU's total-energy counter"),
-    "rapl": (True, "rapl: measured with the CPU's package and DRAM counters"),
-    "estimate": (False, "estimate: elapsed time x configured device power, not a measurement"),
-}
 
 
 class ExportError(InputError):
@@ -370,15 +366,32 @@ def _number(value: Any) -> float | None:
 
 
 def _energy(value: Any, source: Any) -> dict[str, Any]:
-    """An energy figure and its source; without a source the figure is not a measurement at all.
+    """An energy figure, its source and its scope (what the counter covers, or that it is an
+    estimate); without a source the figure is not a measurement at all.
 
     A source this version does not know is passed on under its own name, claiming nothing.
     """
-    entry: dict[str, Any] = {"value": None, "unit": "kWh-PUE", "source": None}
+    entry: dict[str, Any] = {"value": None, "unit": "kWh-PUE", "source": None, "scope": None}
     if not isinstance(source, str) or not source:
         return {**entry, "measured": False, "note": "not measured"}
-    measured, note = _ENERGY_SOURCES.get(source, (None, f"{source}: source as recorded"))
-    return {**entry, "value": _number(value), "source": source, "measured": measured, "note": note}
+    info = SOURCES.get(source)
+    measured = info.measured if info is not None else None
+    if info is None:
+        note = f"{source}: source as recorded"
+    elif info.measured:
+        note = f"{source}: measured, {info.how}"
+    else:
+        note = f"{source}: {info.how}, not a measurement"
+    scope = energy_scope(source)
+    return {
+        **entry,
+        "value": _number(value),
+        "source": source,
+        "scope": scope,
+        "measured": measured,
+        # The scope beside the figure: a GPU-only figure is not the machine's energy.
+        "note": note if source == "estimate" else f"{note}; {scope}",
+    }
 
 
 def _metrics(best: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -394,11 +407,20 @@ def _metrics(best: dict[str, Any]) -> dict[str, dict[str, Any]]:
     fps = _number(m.get("fps"))
     params = _number(v.get("params")) if v.get("params") is not None else _number(m.get("params"))
     size = v.get("size_mb") if v.get("size_mb") is not None else m.get("model_size_mb")
+    test = best.get("test") or {}
     out: dict[str, dict[str, Any]] = {
+        "test_accuracy": {
+            "value": _number(test.get("test_accuracy")) if test.get("ok") else None,
+            "unit": "fraction",
+            "note": "on the held-out test split ("
+            + str(test.get("split") or "source not recorded")
+            + "), measured once when the run ended; no decision read it",
+        },
         "val_accuracy": {
             "value": _number(m.get("val_accuracy")),
             "unit": "fraction",
-            "note": "on the validation split, after training",
+            "note": "on the validation split, after training; the search chose the model on it,"
+            " so it is optimistic",
         },
         "train_accuracy": {
             "value": _number(m.get("train_accuracy")),

@@ -9,8 +9,10 @@ as best.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 __all__ = [
+    "PARETO_AXES",
     "PUE",
     "combined_metric",
     "goodness_metric",
@@ -19,6 +21,7 @@ __all__ = [
     "m_factor",
     "normalized_energy",
     "normalized_fps",
+    "pareto_front",
 ]
 
 #: Power usage effectiveness factor of Eq. 4.
@@ -179,3 +182,39 @@ def m_factor(accuracy: float, params: float, min_params: float, alpha: float = 1
         )
     s = p_min / p
     return (1.0 + a) * acc * s / (a * acc + s)
+
+
+#: The report's Pareto fronts: validation accuracy against each of these (more is better?).
+PARETO_AXES: tuple[tuple[str, bool], ...] = (
+    ("fps", True),
+    ("val_energy_kwh_pue", False),
+    ("params", False),
+)
+
+
+def _dominates(a: tuple[float, float], b: tuple[float, float], maximize: tuple[bool, bool]) -> bool:
+    """True when ``a`` is at least as good as ``b`` in both objectives and better in one."""
+    better = False
+    for av, bv, up in zip(a, b, maximize, strict=True):
+        if (av < bv) if up else (av > bv):
+            return False
+        if av != bv:
+            better = True
+    return better
+
+
+def pareto_front(
+    points: Sequence[tuple[float, float]], *, maximize: tuple[bool, bool] = (True, True)
+) -> list[int]:
+    """Indices of the non-dominated points, ordered by x then y.
+
+    ``maximize`` says, per coordinate, whether more is better (accuracy, FPS) or less (energy,
+    parameters). Equal points do not dominate each other, so duplicates on the front all stay.
+    Quadratic, which is plenty for the few hundred candidates a run produces.
+    """
+    front = [
+        i
+        for i, p in enumerate(points)
+        if not any(_dominates(q, p, maximize) for j, q in enumerate(points) if j != i)
+    ]
+    return sorted(front, key=lambda i: (points[i][0], points[i][1]))

@@ -64,7 +64,12 @@ class TaskSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, use_enum_values=False)
 
     # What the task is.
-    dataset: str = Field(min_length=1, description="Dataset name from the registry (TS).")
+    dataset: str = Field(
+        min_length=1,
+        description="Dataset name from the registry, or the absolute path of the user's own data"
+        " (a folder of class folders of images, an .npz, a .csv or .jsonl; '?image_size=N' after"
+        " it when an image size was asked), so a resumed run prepares the same data (TS).",
+    )
     task: TaskKind = Field(
         default=TaskKind.IMAGE_CLASSIFICATION,
         description="Task kind (TS): image_classification or text_classification.",
@@ -196,6 +201,25 @@ class TaskSpec(BaseModel):
                 " text classification needs [sequence_length]"
             )
         return self
+
+    def limit_violations(
+        self, params: float | None, latency_ms: float | None, model_size_mb: float | None
+    ) -> list[str]:
+        """The hard limits a model breaks, each as one line; an unmeasured figure breaks none.
+
+        One rule for the agent's critic, the offline architect and the bench: a model past a
+        limit is never preferred to one within all of them, whatever its accuracy.
+        """
+        checks = (
+            ("params", params, self.max_params, "max_params"),
+            ("latency_ms", latency_ms, self.max_latency_ms, "max_latency_ms"),
+            ("model_size_mb", model_size_mb, self.max_model_size_mb, "max_model_size_mb"),
+        )
+        return [
+            f"{name} {value:g} > {limit_name} {limit:g}"
+            for name, value, limit, limit_name in checks
+            if value is not None and limit is not None and value > limit
+        ]
 
     @classmethod
     def symbols(cls) -> dict[str, str]:

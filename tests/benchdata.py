@@ -1,8 +1,10 @@
-"""The published NAS benchmark tables in ../shared/data, or a skip that says they are absent."""
+"""Benchmark tables for tests: the published ones in ../shared/data, or small space files."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -14,4 +16,13 @@ def shared_file(name: str) -> Path:
     path = SHARED / name
     if not path.is_file():
         pytest.skip(f"the real benchmark table is not here: {path.resolve()} is absent")
+    return path
+
+
+def write_space_file(folder: Path, rows: dict[str, Any], fields: dict[str, Any]) -> Path:
+    """A user's space file (``space.json``) with ``fields`` and its table (``table.json``,
+    ``rows`` as given) in ``folder``; ``fields`` may name another table."""
+    (folder / "table.json").write_text(json.dumps(rows, indent=2), encoding="utf-8")
+    path = folder / "space.json"
+    path.write_text(json.dumps({"table": "table.json", **fields}, indent=2), encoding="utf-8")
     return path

@@ -5,10 +5,12 @@ limits, the candidate-code contract, the current best code with its measured met
 critic's resolved instructions with their weights, and a short history. Prompts are Jinja files in
 ``archsmith/prompts``.
 
-A reply without extractable code is not an exception: the proposal's code is the raw reply, so
-validation fails on it like on any broken candidate and the code fixer receives a structured
-error (and the reply) to work from. The graph needs no special path for it, and the trace keeps
-the reply.
+A reply without extractable code is not an exception: the proposal's code is a module that keeps
+the reply as comments and raises ``NoPythonCode`` ("your reply contained no Python code"), so
+validation fails on it like on any broken candidate and the code fixer receives that error, not a
+syntax error from parsing prose. The graph needs no special path for it, and the trace keeps the
+reply. A call that fails (an outage, a malformed completion) is retried through the outage window
+(`call_through_outage`); past it, ``LLMOutageError`` stops the run, resumable.
 """
 
 from __future__ import annotations
@@ -25,10 +27,19 @@ from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 
 from archsmith.agents.extract import extract_code
 from archsmith.agents.interfaces import ArchitectProposal, LLMCall
+from archsmith.agents.llm import OutagePolicy, call_through_outage
+from archsmith.agents.llm import model_name as provider_and_model
 from archsmith.prompts import render
 from archsmith.spec import TaskKind, TaskSpec
 
-__all__ = ["CANDIDATE_CONTRACT", "HISTORY_LENGTH", "LLMArchitect", "numbered"]
+__all__ = [
+    "CANDIDATE_CONTRACT",
+    "HISTORY_LENGTH",
+    "NO_CODE_ERROR",
+    "LLMArchitect",
+    "no_code_module",
+    "numbered",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +62,8 @@ _TEXT_NOTE = (
 HISTORY_LENGTH = 5
 _SUMMARY_CHARS = 120
 _SHRINK_ERRORS = ("OutOfMemory", "MemoryError", "Timeout", "Killed")
+#: The error type a reply without code fails validation with.
+NO_CODE_ERROR = "NoPythonCode"
 
 
 def numbered(code: str) -> str:
@@ -97,6 +110,29 @@ def _instruction_rows(instructions: list[dict[str, Any]]) -> list[dict[str, Any]
     ]
 
 
+def no_code_module(reply: str) -> str:
+    """A module for a reply with no code: the reply as comments, then ``raise NoPythonCode``.
+
+    Validating it fails with "your reply contained no Python code", which is what the code fixer
+    should read; the raw prose would fail with a syntax error that points at an English word.
+    """
+    text = reply.replace("\x00", "")
+    lines = text.splitlines()
+    quoted = "\n".join(f"# {line}".rstrip() for line in lines) or "# (nothing)"
+    empty = " (the reply was empty)" if not text.strip() else ""
+    message = (
+        f"your reply contained no Python code{empty}; answer with one ```python block holding"
+        " the whole module that defines build_model(input_shape, num_classes)"
+    )
+    return (
+        '"""The architect\'s reply, kept as comments: it contained no Python code."""\n\n'
+        f"{quoted}\n\n\n"
+        f"class {NO_CODE_ERROR}(Exception):\n"
+        '    """The reply had no module defining build_model."""\n\n\n'
+        f"raise {NO_CODE_ERROR}({message!r})\n"
+    )
+
+
 def _message_text(message: BaseMessage) -> str:
     """A reply's text whether its content is a string or a list of content blocks."""
     content = message.content
@@ -124,18 +160,30 @@ def _summary(code: str, fallback: str) -> str:
 class LLMArchitect:
     """An architect backed by any LangChain chat model (OpenAI, Gemini, a local server, a fake)."""
 
-    def __init__(self, llm: BaseChatModel, *, model_name: str) -> None:
+    def __init__(
+        self, llm: BaseChatModel, *, model_name: str, outage: OutagePolicy | None = None
+    ) -> None:
         self.llm = llm
         self.model_name = model_name
         self.name = f"llm:{model_name}"
+        self.outage = outage or OutagePolicy()
+        #: How failures name the model, as ``--llm`` does ('openai:gpt-4o').
+        self.provider_model = provider_and_model(llm)
 
     def _task_values(self, spec: TaskSpec) -> dict[str, Any]:
         note = _TEXT_NOTE if spec.task is TaskKind.TEXT_CLASSIFICATION else ""
         return {"spec": spec, "text_note": note}
 
     def _call(self, system: str, prompt: str) -> tuple[str, LLMCall]:
+        messages = [SystemMessage(content=system), HumanMessage(content=prompt)]
         started = time.perf_counter()
-        response = self.llm.invoke([SystemMessage(content=system), HumanMessage(content=prompt)])
+
+        def invoke() -> BaseMessage:
+            nonlocal started
+            started = time.perf_counter()  # the latency of the call that answered, not the waits
+            return self.llm.invoke(messages)
+
+        response = call_through_outage(invoke, name=self.provider_model, policy=self.outage)
         latency = time.perf_counter() - started
         text = _message_text(response)
         usage = getattr(response, "usage_metadata", None) or {}
@@ -160,10 +208,10 @@ class LLMArchitect:
         try:
             code = extract_code(reply)
         except ValueError as e:
-            logger.warning("%s: %s; passing the raw reply on to validation", self.name, e)
+            logger.warning("%s: %s; the code fixer will be told", self.name, e)
             return ArchitectProposal(
-                code=reply,
-                summary=f"unparsed reply: {e}"[:_SUMMARY_CHARS],
+                code=no_code_module(reply),
+                summary=("empty reply" if not reply.strip() else "reply without code"),
                 applied=applied,
                 llm_calls=[call],
             )

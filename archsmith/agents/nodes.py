@@ -1,19 +1,22 @@
 """The graph's nodes: plain functions ``(state, runtime) -> dict`` returning only what they change.
 
 planner -> architect -> validate -> evaluate -> critic, with code_fixer between a failure and the
-next validation, and record_failure when the fixer's attempts are spent (the loop goes on).
+next validation, and record_failure when the fixer's attempts are spent (the loop goes on);
+final_test once when the loop stops.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
 
 from langgraph.runtime import Runtime
 
 from archsmith.agents.interfaces import ArchitectProposal
 from archsmith.agents.state import AgentContext, AgentState, Candidate
+from archsmith.metrics import PARETO_AXES, pareto_front
 from archsmith.spec import TaskSpec
 from archsmith.tools.check_shapes import check_shapes
 from archsmith.tools.count_params import count_params
@@ -26,13 +29,20 @@ from archsmith.tools.schemas import (
     MeasureEnergyInput,
     TrainModelInput,
 )
-from archsmith.tools.train_model import train_model
+from archsmith.tools.train_model import score_test_split, train_model
 
 __all__ = [
+    "DEFAULT_MAX_FIX_ATTEMPTS",
     "architect",
+    "calls_of",
+    "candidate_of",
     "code_fixer",
     "critic",
     "evaluate",
+    "final_test",
+    "history_entry",
+    "measured_metrics",
+    "next_step",
     "planner",
     "record_failure",
     "validate",
@@ -40,16 +50,29 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+DEFAULT_MAX_FIX_ATTEMPTS = 3
+
+
+def next_step(state: AgentState) -> Literal["code_fixer", "record_failure", "next"]:
+    """After validate or evaluate: go on, try a fix, or give the candidate up."""
+    if state.get("error") is None:
+        return "next"
+    if state.get("fix_attempts", 0) < state.get("max_fix_attempts", DEFAULT_MAX_FIX_ATTEMPTS):
+        return "code_fixer"
+    return "record_failure"
+
 
 def _spec(state: AgentState) -> TaskSpec:
     return TaskSpec.model_validate(state["spec"])
 
 
-def _candidate(p: ArchitectProposal) -> Candidate:
+def candidate_of(p: ArchitectProposal) -> Candidate:
+    """The proposal as the state keeps it (plain JSON)."""
     return {"code": p.code, "summary": p.summary, "arch": p.arch, "applied": list(p.applied)}
 
 
-def _calls(p: ArchitectProposal, iteration: int, role: str) -> list[dict[str, Any]]:
+def calls_of(p: ArchitectProposal, iteration: int, role: str) -> list[dict[str, Any]]:
+    """The proposal's LLM calls as the trace keeps them."""
     return [
         {**c.model_dump(mode="json"), "iteration": iteration, "role": role} for c in p.llm_calls
     ]
@@ -83,15 +106,22 @@ def architect(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, An
     )
     return {
         "iteration": iteration,
-        "iteration_started": time.time(),
-        "candidate": _candidate(proposal),
+        **fresh_step(candidate_of(proposal), time.time()),
+        "llm_calls": calls_of(proposal, iteration, "architect"),
+    }
+
+
+def fresh_step(candidate: Candidate, started: float) -> dict[str, Any]:
+    """The per-candidate state a new candidate starts from, in a round or one at a time."""
+    return {
+        "iteration_started": started,
+        "candidate": candidate,
         "fix_attempts": 0,
         "fixes": [],
         "error": None,
         "error_stage": None,
         "validation": None,
         "evaluation": None,
-        "llm_calls": _calls(proposal, iteration, "architect"),
     }
 
 
@@ -216,24 +246,25 @@ def code_fixer(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, A
     )
     fix = {"attempt": attempt, "stage": state.get("error_stage"), "error": error}
     return {
-        "candidate": _candidate(proposal),
+        "candidate": candidate_of(proposal),
         "fix_attempts": attempt,
         "fixes": [*state.get("fixes", []), fix],
         "error": None,
-        "llm_calls": _calls(proposal, state.get("iteration", 0), "code_fixer"),
+        "llm_calls": calls_of(proposal, state.get("iteration", 0), "code_fixer"),
     }
 
 
 def record_failure(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
     """The fixer's attempts are spent: record the candidate as failed, with why, and go on."""
     error = state.get("error") or {}
-    entry = _history_entry(state, status="failed")
+    entry = history_entry(state, status="failed")
     entry["error"] = {**error, "stage": state.get("error_stage")}
     log.info("iteration %d failed: %s", entry["iteration"], error.get("message"))
     return {**_stop_update(state, entry, improved=False), "history": [entry]}
 
 
-def _history_entry(state: AgentState, *, status: str) -> dict[str, Any]:
+def history_entry(state: AgentState, *, status: str) -> dict[str, Any]:
+    """What the record of an iteration holds before the critic adds its judgement."""
     cand = state.get("candidate")
     started = state.get("iteration_started") or time.time()
     return {
@@ -265,26 +296,42 @@ def _stop_update(state: AgentState, entry: dict[str, Any], *, improved: bool) ->
     return {"elapsed_s": elapsed, "stale_iterations": stale, "stop_reason": reason}
 
 
-def critic(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
-    """Deterministic: the rulebook turns the metrics into instructions, CM picks the best."""
-    spec = _spec(state)
+def measured_metrics(state: AgentState) -> EvaluationMetrics:
+    """The candidate's measured figures; what was not measured stays None, never 0."""
     evaluation = state.get("evaluation") or {}
     train = evaluation.get("train") or {}
     measure = evaluation.get("measure") or {}
     validation = state.get("validation") or {}
-    metrics = EvaluationMetrics(
-        train_accuracy=train.get("train_accuracy") or 0.0,
-        val_accuracy=train.get("val_accuracy") or 0.0,
-        train_energy_kwh_pue=train.get("train_energy_kwh_pue") or 0.0,
-        val_energy_kwh_pue=measure.get("val_energy_kwh_pue") or 0.0,
-        fps=measure.get("fps") or 0.0,
+    return EvaluationMetrics(
+        train_accuracy=train.get("train_accuracy"),
+        val_accuracy=train.get("val_accuracy"),
+        train_energy_kwh_pue=train.get("train_energy_kwh_pue"),
+        val_energy_kwh_pue=measure.get("val_energy_kwh_pue"),
+        fps=measure.get("fps"),
         params=int(train.get("params") or validation.get("params") or 0),
         latency_ms=measure.get("latency_ms"),
         model_size_mb=train.get("size_mb") or validation.get("size_mb"),
         diverged=bool(train.get("diverged")),
     )
+
+
+def _rank(feasible: bool, cm: float) -> tuple[bool, float]:
+    """How candidates compare: every hard limit met first, then CM (one rule with the bench)."""
+    return feasible, cm
+
+
+def critic(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
+    """Deterministic: the rulebook judges the candidate; the best is the one within the hard
+    limits with the highest CM; the next round's instructions are computed on that best, the
+    parent the architect edits."""
+    spec = _spec(state)
+    evaluation = state.get("evaluation") or {}
+    train = evaluation.get("train") or {}
+    measure = evaluation.get("measure") or {}
+    metrics = measured_metrics(state)
     advice = advise(metrics, spec)
-    entry = _history_entry(state, status="diverged" if metrics.is_diverged else "evaluated")
+    entry = history_entry(state, status="diverged" if metrics.is_diverged else "evaluated")
+    feasible = not advice.limit_violations
     entry.update(
         {
             "metrics": metrics.model_dump(mode="json"),
@@ -293,16 +340,31 @@ def critic(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
             "fired_rules": [r.model_dump(mode="json") for r in advice.fired_rules],
             "dropped": [d.model_dump(mode="json") for d in advice.dropped],
             "targets_met": advice.targets_met,
+            "feasible": feasible,
+            "limit_violations": advice.limit_violations,
             "energy_sources": {
                 "train": train.get("train_energy_source"),
                 "val": measure.get("val_energy_source"),
             },
             "model_dir": train.get("model_dir"),
+            # One job at a time: nothing else of this run shared the machine while it was
+            # timed. Parallel rounds say otherwise (rounds.critic_round).
+            "measurement": {
+                "speed_and_energy": "exclusive" if measure else "not measured",
+                "training_energy": "exclusive",
+            },
         }
     )
     best = state.get("best")
-    improved = not metrics.is_diverged and (
-        best is None or advice.combined_metric > float(best["combined_metric"])
+    cm = advice.combined_metric
+    improved = (
+        not metrics.is_diverged
+        and cm is not None
+        and (
+            best is None
+            or _rank(feasible, cm)
+            > _rank(bool(best.get("feasible", True)), float(best["combined_metric"]))
+        )
     )
     entry["is_best"] = improved
     updates = _stop_update(state, entry, improved=improved)
@@ -313,14 +375,78 @@ def critic(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
             "arch": entry["arch"],
             "summary": entry["summary"],
             "metrics": entry["metrics"],
-            "combined_metric": advice.combined_metric,
+            "combined_metric": cm,
+            "feasible": feasible,
+            "limit_violations": advice.limit_violations,
             "model_dir": entry["model_dir"],
         }
-    if updates["stop_reason"] is None and advice.targets_met and not metrics.is_diverged:
+    if (
+        updates["stop_reason"] is None
+        and advice.targets_met
+        and feasible
+        and not metrics.is_diverged
+    ):
         updates["stop_reason"] = "every prioritised target is met"
+    # The architect edits the best, so the advice it gets is the best's own: when this candidate
+    # lost, its diagnosis stays in its history entry, not in the next round's instructions.
+    parent = best if best is not None and not improved else None
+    instructions = entry["instructions"]
+    if parent is not None:
+        parent_advice = advise(EvaluationMetrics.model_validate(parent["metrics"]), spec)
+        instructions = [i.model_dump(mode="json") for i in parent_advice.instructions]
+    entry["next_parent"] = best["iteration"] if best is not None else entry["iteration"]
     return {
         **updates,
         "best": best,
-        "instructions": entry["instructions"],
+        "instructions": instructions,
         "history": [entry],
     }
+
+
+def _front_members(history: list[dict[str, Any]]) -> list[int]:
+    """Iterations on any of the report's Pareto fronts (validation accuracy against each axis)."""
+    evaluated = [
+        h for h in history if h.get("status") == "evaluated" and isinstance(h.get("metrics"), dict)
+    ]
+    members: set[int] = set()
+    for axis, more_is_better in PARETO_AXES:
+        points = [
+            (h, (h["metrics"].get(axis), h["metrics"].get("val_accuracy"))) for h in evaluated
+        ]
+        points = [(h, xy) for h, xy in points if None not in xy]
+        front = pareto_front([xy for _, xy in points], maximize=(more_is_better, True))
+        members.update(int(points[i][0]["iteration"]) for i in front)
+    return sorted(members)
+
+
+def final_test(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
+    """Once, at the end: the best and the Pareto-front candidates on the test split.
+
+    The only place the test split is read, after every decision was made: the critic chose the
+    best on the validation split, so the test accuracy is an unbiased figure of the model the
+    user gets (and of the fronts the report draws).
+    """
+    spec = _spec(state)
+    ctx = runtime.context
+    history = state.get("history", [])
+    by_iteration = {int(h["iteration"]): h for h in history}
+    best = state.get("best")
+    wanted = ([int(best["iteration"])] if best else []) + _front_members(history)
+    results: dict[str, Any] = dict(state.get("test_results") or {})
+    for iteration in dict.fromkeys(wanted):
+        entry = by_iteration.get(iteration) or {}
+        model_dir = entry.get("model_dir") or (best or {}).get("model_dir")
+        if str(iteration) in results or not model_dir:
+            continue
+        if not Path(model_dir).is_dir():
+            results[str(iteration)] = {"ok": False, "error": {"message": f"{model_dir} is gone"}}
+            continue
+        results[str(iteration)] = score_test_split(
+            ctx.tools, Path(model_dir), spec.dataset, max_train=ctx.max_train, max_val=ctx.max_val
+        )
+        log.info("iteration %d on the test split: %s", iteration, results[str(iteration)])
+    update: dict[str, Any] = {"test_results": results}
+    if best is not None:
+        measured = results.get(str(best["iteration"])) or {}
+        update["best"] = {**best, "test_accuracy": measured.get("test_accuracy")}
+    return update

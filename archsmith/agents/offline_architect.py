@@ -24,17 +24,33 @@ would not be part of the model the framework trains, so the edit would change no
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 import math
 import random
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Literal
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from archsmith.agents.interfaces import ArchitectProposal
+from archsmith.search.policy import (
+    Advice,
+    Candidate,
+    Knobs,
+    Move,
+    Observation,
+    Target,
+    accuracy_target,
+    choose,
+)
+from archsmith.search.surrogate import Matrix
 from archsmith.spec import TaskKind, TaskSpec
+from archsmith.tools.rulebook_advice import advise
+from archsmith.tools.schemas import EvaluationMetrics
 
 __all__ = [
     "DEFAULT_PARAM_CAP",
@@ -639,24 +655,153 @@ def render_code(arch: Arch) -> str:
 
 # -- the architect ---------------------------------------------------------------------------------
 
-#: Instructions applied per proposal: the heaviest few, like the paper's architect reads the top.
+#: Advised instructions combined in one candidate at most: the paper's architect reads the top few.
 TOP_INSTRUCTIONS = 3
 #: Exploration attempts before a duplicate is accepted.
 EXPLORE_ATTEMPTS = 60
 _SHRINK_ERRORS = ("OutOfMemory", "MemoryError", "Timeout", "Killed")
+#: Bytes per parameter of a float32 checkpoint, for the model-size limit before measuring.
+_BYTES_PER_PARAM = 4
+#: Prior sd of each description feature's weight (features are scaled to about 0-1); untuned:
+#: no benchmark of trained candidates is large enough to tune it on.
+_FEATURE_PRIOR_SD = 0.5
+
+
+def estimate_flops(arch: Arch) -> int:
+    """Multiply-accumulates of one forward pass, from the description: what FPS follows."""
+    total = 0
+    if arch.kind == "text":
+        side = arch.input_shape[0]
+        c_in = arch.embed_dim or 1
+    else:
+        side = math.ceil(min(arch.input_shape[1:]) / arch.stem_stride)
+        c_in = arch.input_shape[0]
+    area = side if arch.kind == "text" else side * side
+    for stage in arch.stages:
+        k = stage.kernel if arch.kind == "text" else stage.kernel * stage.kernel
+        c = stage.channels
+        total += area * (c_in * c * k + (stage.layers - 1) * c * c * k)
+        if stage.residual and c_in != c:
+            total += area * c_in * c
+        if stage.pool:
+            side = max(1, side // 2)
+            area = side if arch.kind == "text" else side * side
+        c_in = c
+    for n in arch.head:
+        total += c_in * n
+        c_in = n
+    return total + c_in * arch.num_classes
+
+
+def description_features(arch: Arch) -> Matrix:
+    """What the surrogate sees of a description, each scaled to about 0-1."""
+    convs = sum(s.layers for s in arch.stages)
+    return np.asarray(
+        [
+            math.log10(max(estimate_params(arch), 1)) / 7.0,
+            math.log10(max(estimate_flops(arch), 1)) / 10.0,
+            convs / (MAX_STAGES * MAX_LAYERS_PER_STAGE),
+            len(arch.stages) / MAX_STAGES,
+            sum(s.residual for s in arch.stages) / MAX_STAGES,
+            sum(s.kernel for s in arch.stages) / (5 * len(arch.stages)),
+            len(arch.head) / MAX_DENSE_LAYERS,
+            arch.dropout / MAX_DROPOUT,
+            arch.stage_dropout / MAX_STAGE_DROPOUT,
+            1.0 if arch.init == "kaiming" else 0.0,
+        ],
+        dtype=float,
+    )
+
+
+def _observed(metrics: EvaluationMetrics) -> dict[str, float]:
+    """What the surrogate models of a trained candidate; FPS on a log scale, as FLOPs act.
+
+    A figure that was not measured is left out, not modelled as 0.
+    """
+    out = {
+        name: float(value)
+        for name, value in (
+            ("train_accuracy", metrics.train_accuracy),
+            ("val_accuracy", metrics.val_accuracy),
+            ("train_energy_kwh_pue", metrics.train_energy_kwh_pue),
+            ("val_energy_kwh_pue", metrics.val_energy_kwh_pue),
+            ("latency_ms", metrics.latency_ms),
+        )
+        if value is not None
+    }
+    if metrics.fps is not None:
+        out["log_fps"] = math.log(max(metrics.fps, 1e-6))
+    return out
+
+
+def _targets(observed: Sequence[Mapping[str, float]]) -> list[Target]:
+    """Accuracies as qualities; FPS, energies and latency at their expected values."""
+    targets = [accuracy_target(name) for name in ("train_accuracy", "val_accuracy")]
+    targets.append(Target("log_fps", 1.0))
+    for name in ("train_energy_kwh_pue", "val_energy_kwh_pue", "latency_ms"):
+        values = [m[name] for m in observed if name in m]
+        if values:
+            targets.append(Target(name, max(float(np.mean(values)), 1e-12), floor=0.0))
+    return targets
+
+
+def spec_score(spec: TaskSpec, metrics: Mapping[str, float]) -> float:
+    """CM (Eq. 1) of predicted metrics, ``-inf`` past a hard limit of the spec, 0 when nothing
+    is known yet (every candidate is then alike and the rules' weights decide)."""
+    params = metrics.get("params")
+    size_mb = None if params is None else params * _BYTES_PER_PARAM / 1e6
+    latency = metrics.get("latency_ms")
+    if spec.limit_violations(params, latency, size_mb):
+        return -math.inf
+    if "val_accuracy" not in metrics:
+        return 0.0
+    predicted = EvaluationMetrics(
+        train_accuracy=metrics.get("train_accuracy", metrics["val_accuracy"]),
+        val_accuracy=metrics["val_accuracy"],
+        train_energy_kwh_pue=metrics.get("train_energy_kwh_pue"),
+        val_energy_kwh_pue=metrics.get("val_energy_kwh_pue"),
+        fps=math.exp(metrics["log_fps"]) if "log_fps" in metrics else None,
+        params=round(params or 0),
+        latency_ms=latency,
+    )
+    # The critic's own CM, so the search and the critic cannot disagree on what "better" is;
+    # a CM that needs a figure nothing predicts yet is unknown, like the rest at the start.
+    cm = advise(predicted, spec).combined_metric
+    return 0.0 if cm is None else cm
+
+
+@dataclass(frozen=True)
+class _Evaluated:
+    """A trained offline candidate from the history: its description, metrics and CM."""
+
+    arch: Arch
+    metrics: EvaluationMetrics
+    score: float
+    iteration: int
 
 
 class OfflineArchitect:
     """Deterministic, seeded architect: rulebook instructions as edits of a description.
 
-    It remembers every description it proposed (and those it sees in ``best`` and ``history``) by
-    signature and never proposes one twice while an unseen neighbour can be found.
+    Each proposal runs the search the bench measures (`archsmith.search.policy`): the parent is
+    the best trained candidate that meets the spec's limits (by CM), the rulebook's advice is
+    computed on the parent's own metrics, every instruction (and every combination of up to
+    ``TOP_INSTRUCTIONS`` advised ones) is a candidate edit, and the candidate kept is the one
+    whose predicted CM, optimistic on accuracy, is highest, plus a small bonus per unit of rule
+    weight. The surrogate is fitted on the history's descriptions and metrics; the parameter
+    count is exact. Without metrics (a parent from elsewhere, a test), the instructions given
+    are the advice.
+
+    It remembers every description it proposed (and those it sees in ``best`` and ``history``)
+    by signature and never proposes one twice while an unseen neighbour can be found.
     """
 
     name = "offline"
 
-    def __init__(self, seed: int = 0) -> None:
+    def __init__(self, seed: int = 0, knobs: Knobs | None = None) -> None:
         self.seed = seed
+        #: Every candidate is scored (there are few); the seed only breaks ties.
+        self.knobs = knobs or Knobs(sample=1.0)
         self._seen: set[str] = set()
 
     # The Architect protocol.
@@ -669,21 +814,62 @@ class OfflineArchitect:
         history: list[dict[str, Any]],
         iteration: int,
     ) -> ArchitectProposal:
-        """The first model at iteration 1, else the best description edited by the instructions."""
+        """The first model at iteration 1, else the chosen edit of the parent (class docstring)."""
         tried = self._tried(best, history)
         rng = random.Random(self.seed * 1_000_003 + iteration)
         cap = param_cap(spec)
-        base = _arch_of(best)
+        evaluated = _evaluated(spec, history)
+        parent = _parent(spec, evaluated)
+        base = parent.arch if parent is not None else _arch_of(best)
         if iteration <= 1 or base is None:
             start = initial_arch(spec)
             if arch_signature(start) not in tried:
                 return self._emit(start, [])
             base = start
-        codes = _ranked_codes(instructions)
-        arch, applied = self._apply_weighted(base, instructions, cap, rng)
-        if not applied or arch_signature(arch) in tried:
-            logger.info("iteration %d: %s; exploring", iteration, _why(applied))
-            arch, applied = self._explore(base, codes, cap, rng, tried)
+        if parent is not None:
+            advice = Advice.from_output(advise(parent.metrics, spec))
+        else:
+            metrics = _metrics_of(best)
+            advice = (
+                Advice.from_output(advise(metrics, spec))
+                if metrics is not None
+                else Advice.from_instructions(instructions)
+            )
+        candidates = self._candidates(base, advice, cap, tried)
+        if not candidates:
+            logger.info("iteration %d: every edit of the parent was tried; exploring", iteration)
+            arch, applied = self._explore(base, advice.ranked(), cap, rng, tried)
+            return self._emit(arch, applied)
+        observations = [
+            Observation(description_features(e.arch), _observed(e.metrics)) for e in evaluated
+        ]
+        chosen = choose(
+            candidates,
+            observations,
+            _targets([o.metrics for o in observations]),
+            lambda m: spec_score(spec, m),
+            incumbent=parent.score if parent is not None else -math.inf,
+            advice=advice,
+            prior_sd=np.full(len(description_features(base)), _FEATURE_PRIOR_SD),
+            knobs=self.knobs,
+            rng=rng,
+        )
+        arch, applied = chosen.candidate.arch, []
+        for move in chosen.candidate.moves:
+            why = advice.explain(move)
+            if why["weight"] > 0.0:
+                rules = f" [{', '.join(why['rules'])}]" if why["rules"] else ""
+                applied.append(f"{move.edit}{rules}")
+            else:
+                applied.append(f"explore {move.edit}")
+        logger.info(
+            "iteration %d: %s (predicted CM %.4g, rule weight %g, %d candidates)",
+            iteration,
+            "; ".join(applied),
+            chosen.predicted,
+            chosen.weight,
+            chosen.considered,
+        )
         return self._emit(arch, applied)
 
     def repair(
@@ -736,25 +922,34 @@ class OfflineArchitect:
                     logger.debug("ignoring an arch that is not an offline description")
         return tried
 
-    def _apply_weighted(
-        self, base: Arch, instructions: list[dict[str, Any]], cap: int, rng: random.Random
-    ) -> tuple[Arch, list[str]]:
-        """The heaviest instruction always, the next ones with probability weight / top weight."""
-        ranked = sorted(
-            (i for i in instructions if float(i.get("weight", 0.0)) > 0.0),
-            key=lambda i: -float(i.get("weight", 0.0)),
-        )[:TOP_INSTRUCTIONS]
-        arch, applied = base, []
-        top = float(ranked[0]["weight"]) if ranked else 1.0
-        for n, inst in enumerate(ranked):
-            draw = rng.random()
-            if n > 0 and draw >= float(inst["weight"]) / top:
-                continue
-            step = apply_edit(arch, str(inst["code"]), cap)
-            if step is not None:
+    def _candidates(
+        self, base: Arch, advice: Advice, cap: int, tried: set[str]
+    ) -> list[Candidate[Arch]]:
+        """Every instruction applied alone, and the advised ones (heaviest first) together in
+        every combination of two up to ``TOP_INSTRUCTIONS``; unseen ones only, labelled."""
+        advised = advice.ranked()[:TOP_INSTRUCTIONS]
+        groups: list[tuple[str, ...]] = [(code,) for code in EDITS]
+        for size in range(2, len(advised) + 1):
+            groups += list(itertools.combinations(advised, size))
+        found: dict[str, Candidate[Arch]] = {}
+        for group in groups:
+            arch, moves = base, []
+            for code in group:
+                step = apply_edit(arch, code, cap)
+                if step is None:
+                    break
                 arch = step[0]
-                applied.append(step[1])
-        return arch, applied
+                moves.append(Move(code, step[1]))
+            else:
+                signature = arch_signature(arch)
+                if signature not in tried and signature not in found:
+                    found[signature] = Candidate(
+                        arch,
+                        tuple(moves),
+                        description_features(arch),
+                        {"params": float(estimate_params(arch))},
+                    )
+        return list(found.values())
 
     def _explore(
         self,
@@ -812,10 +1007,40 @@ def _arch_of(item: dict[str, Any] | None) -> Arch | None:
         return None
 
 
-def _ranked_codes(instructions: list[dict[str, Any]]) -> list[str]:
-    ranked = sorted(instructions, key=lambda i: -float(i.get("weight", 0.0)))
-    return [str(i["code"]) for i in ranked if float(i.get("weight", 0.0)) > 0.0]
+def _metrics_of(item: dict[str, Any] | None) -> EvaluationMetrics | None:
+    """The trained metrics inside ``best`` or a history entry, when it has complete ones."""
+    if not item or not isinstance(item.get("metrics"), dict) or not item["metrics"]:
+        return None
+    try:
+        return EvaluationMetrics.model_validate(item["metrics"])
+    except ValueError:
+        logger.debug("metrics of iteration %s are incomplete; not used", item.get("iteration"))
+        return None
 
 
-def _why(applied: list[str]) -> str:
-    return "the instructions changed nothing" if not applied else "the result was already tried"
+def _evaluated(spec: TaskSpec, history: list[dict[str, Any]]) -> list[_Evaluated]:
+    """The history's trained, non-diverged offline candidates, each with its CM."""
+    out: list[_Evaluated] = []
+    for item in history or []:
+        arch, metrics = _arch_of(item), _metrics_of(item)
+        if arch is None or metrics is None or metrics.is_diverged:
+            continue
+        score = spec_score(spec, {"params": float(metrics.params), **_observed(metrics)})
+        size = metrics.model_size_mb
+        if (
+            size is not None
+            and spec.max_model_size_mb is not None
+            and size > spec.max_model_size_mb
+        ):
+            score = -math.inf
+        out.append(_Evaluated(arch, metrics, score, int(item.get("iteration", 0))))
+    return out
+
+
+def _parent(spec: TaskSpec, evaluated: list[_Evaluated]) -> _Evaluated | None:
+    """The best candidate that meets the spec's limits (the earliest among equals), else the
+    latest: the bench's rule, so what the bench measures is what a run gets."""
+    feasible = [e for e in evaluated if math.isfinite(e.score)]
+    if feasible:
+        return max(feasible, key=lambda e: (e.score, -e.iteration))
+    return evaluated[-1] if evaluated else None

@@ -3,11 +3,12 @@
 Two front ends share one back end. ``plan_offline`` reads the request with deterministic rules (no
 LLM, same request -> same spec); ``plan_with_llm`` asks a chat model for the request's intent as
 structured output. Both produce a ``PlanIntent`` that ``_build_result`` turns into a TaskSpec the
-same way: the dataset is resolved through the registry (so shapes and classes never come from
-guesswork), emphasis sets the combined-metric weights as in the paper's three settings, and every
-default taken is written down, because a search that runs overnight on a silent misreading wastes
-the night. What cannot be honoured (no known dataset, contradictory constraints, a value outside
-the spec's range) is refused with a message that says what to change.
+same way: the dataset is resolved through the registry, or, for the user's own data (``--dataset
+PATH`` or a path in the request, "the cell images in ./cells"), prepared and read, so shapes and
+classes never come from guesswork; emphasis sets the combined-metric weights as in the paper's
+three settings, and every default taken is written down, because a search that runs overnight
+on a silent misreading wastes the night. What cannot be honoured (no known dataset, contradictory
+constraints, a value outside the spec's range) is refused with a message that says what to change.
 
 Weights (W_A, W_E, W_F) by emphasis:
 
@@ -32,6 +33,8 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 from langchain_core.exceptions import OutputParserException
@@ -40,6 +43,10 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, System
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from archsmith.agents.interfaces import LLMCall, PlanRefusedError, PlanResult
+from archsmith.agents.llm import llm_failure, model_name
+from archsmith.config import Settings
+from archsmith.data.prepared import prepare_dataset
+from archsmith.data.prepared_format import read_meta
 from archsmith.data.registry import (
     REGISTRY,
     DatasetInfo,
@@ -47,8 +54,9 @@ from archsmith.data.registry import (
     normalize_name,
     resolve_dataset,
 )
-from archsmith.errors import format_validation_error
-from archsmith.spec import PAPER_DEFAULTS, TaskSpec
+from archsmith.data.user import data_suffix, dataset_argument, few, looks_like_path
+from archsmith.errors import InputError, format_validation_error
+from archsmith.spec import PAPER_DEFAULTS, TaskKind, TaskSpec
 
 __all__ = [
     "EMPHASIS_PRIORITY",
@@ -61,6 +69,7 @@ __all__ = [
     "PlanIntent",
     "plan",
     "plan_offline",
+    "plan_warnings",
     "plan_with_llm",
 ]
 
@@ -91,7 +100,8 @@ class PlanIntent(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     dataset: str = Field(
-        description="The dataset the request names: a known dataset's name or one of its aliases."
+        description="The dataset the request names: a known dataset's name or one of its aliases,"
+        " or the path of the user's own data exactly as the request writes it."
     )
     val_accuracy_threshold: float | None = Field(
         default=None,
@@ -156,7 +166,149 @@ def _known_datasets_message() -> str:
     lines = [
         f"  {info.name}: {', '.join(repr(a) for a in info.aliases)}" for info in REGISTRY.values()
     ]
-    return "Known datasets and their aliases:\n" + "\n".join(lines)
+    return (
+        "Known datasets and their aliases:\n"
+        + "\n".join(lines)
+        + "\nOr your own data, by its path in the request or --dataset PATH: a folder of class"
+        " folders of images ('the cell images in ./cells'), an .npz of images and labels, or a"
+        " .csv or .jsonl of text and label."
+    )
+
+
+@dataclass(frozen=True)
+class _OwnData:
+    """The user's own data, prepared: the TaskSpec's dataset fields and what was read from it."""
+
+    fields: dict[str, Any]
+    assumptions: list[str]
+
+
+def _own_data(name: str, cache_dir: Path | None) -> _OwnData:
+    """Prepare the user's data (once; cached by its content) and take its shape from the file.
+
+    Bad data stops here, before any candidate is built: the loaders raise InputError naming the
+    files or classes and what to do.
+    """
+    path = prepare_dataset(name, None, cache_dir or Settings().cache_dir)
+    meta = read_meta(path)
+    shape = [int(d) for d in meta["input_shape"]]
+    names = [str(c) for c in meta["class_names"]]
+    splits = meta["splits"]
+    task = TaskKind(meta["task"])
+    return _OwnData(
+        fields={
+            "dataset": name,
+            "task": task,
+            "input_shape": tuple(shape),
+            "num_classes": int(meta["num_classes"]),
+        },
+        assumptions=[
+            f"Dataset {name}: your own data, {task.value}, input shape {shape}, {len(names)}"
+            f" classes ({few(names, limit=10)}), read from the data.",
+            *[str(a) for a in meta.get("assumptions", [])],
+            f"Splits: train = {splits['train']}; validation = {splits['val']}; test ="
+            f" {splits['test']}.",
+            f"Prepared once into {path}, keyed by the data's content: an edited file is prepared"
+            " again.",
+        ],
+    )
+
+
+@dataclass(frozen=True)
+class _Chosen:
+    """The dataset fixed before the request's words are read: ``--dataset`` or a path in the
+    request. ``own`` is set for the user's data; ``words`` is the request without the path."""
+
+    name: str
+    own: _OwnData | None
+    words: str
+    notes: list[str]
+
+
+#: A quoted path may hold spaces; the quotes must stand apart from words ("the user's" is none).
+_QUOTES = "\"'`\u201c\u201d\u2018\u2019"
+_QUOTED = re.compile(
+    rf"(?:(?<=\s)|^)[{_QUOTES}](?P<body>[^{_QUOTES}\n]+)[{_QUOTES}](?=[\s.,;:!?)]|$)"
+)
+_TOKEN = re.compile(r"\S+")
+_LEADING = "([{<" + _QUOTES
+_TRAILING = ".,;:!?)]}>" + _QUOTES
+
+
+def _path_like(token: str) -> bool:
+    """Whether a word of the request is a path: a data file's name (reviews.csv), one starting
+    with ./, ../ or ~/, an absolute path of two levels or more (a bare /s is a unit), or any word
+    with a slash that exists (data/cells)."""
+    if "://" in token or not token.strip("./~"):
+        return False
+    if data_suffix(token) is not None or token.startswith(("./", "../", "~/")):
+        return True
+    if token.startswith("/") and "/" in token.strip("/"):
+        return True
+    return "/" in token and Path(token).expanduser().exists()
+
+
+def _paths_in(request: str) -> list[tuple[str, int, int]]:
+    """The paths a request names, as written, with where each stands in it; a quoted one may
+    hold spaces ("my photos/cats")."""
+    found: list[tuple[str, int, int]] = []
+    for m in _QUOTED.finditer(request):
+        body = m.group("body").strip()
+        slashed = "/" in body and "://" not in body  # quoted, a slash is no "speed/accuracy"
+        if slashed or _path_like(body) or Path(body).expanduser().exists():
+            found.append((body, m.start(), m.end()))
+    for m in _TOKEN.finditer(request):
+        if any(s <= m.start() < e for _, s, e in found):
+            continue
+        word = m.group(0).lstrip(_LEADING)
+        start = m.end() - len(word)
+        word = word.rstrip(_TRAILING) if not word.endswith(("/.", "/..")) else word
+        if _path_like(word):
+            found.append((word, start, start + len(word)))
+    return sorted(found, key=lambda f: f[1])
+
+
+def _resolved(written: str) -> Path:
+    return (Path.cwd() / Path(written).expanduser()).resolve()
+
+
+def _choose(
+    request: str, dataset: str | None, image_size: int | None, cache_dir: Path | None
+) -> _Chosen | None:
+    """The dataset ``--dataset`` or a path in the request fixes; None leaves it to the words.
+
+    A path in the request and a ``--dataset`` that differ, or two different paths, are refused:
+    a search runs on exactly one dataset, and guessing which would waste the night.
+    """
+    paths = _paths_in(request)
+    words = request
+    for _, start, end in reversed(paths):
+        words = words[:start] + words[end:]
+    distinct = list(dict.fromkeys(_resolved(p) for p, _, _ in paths))
+    written = ", ".join(p for p, _, _ in paths)
+    if len(distinct) > 1:
+        raise PlanRefusedError(
+            f"dataset: the request names {len(distinct)} paths ({written}); a search runs on"
+            " exactly one dataset. Name only the one to use."
+        )
+    notes: list[str] = []
+    if dataset is not None:
+        name = dataset_argument(dataset, image_size=image_size)
+        if distinct and (not looks_like_path(name) or Path(name.partition("?")[0]) != distinct[0]):
+            raise PlanRefusedError(
+                f"dataset: the request names {written} and --dataset names {dataset}; give one"
+            )
+        notes.append(f"--dataset {dataset} names the data: {name}.")
+    elif paths:
+        try:
+            name = dataset_argument(paths[0][0], image_size=image_size)
+        except InputError as e:
+            raise PlanRefusedError(f"dataset: the request names {written}: {e}") from e
+        notes.append(f"'{written}' in the request names your data.")
+    else:
+        return None
+    own = _own_data(name, cache_dir) if looks_like_path(name) else None
+    return _Chosen(name, own, words, notes)
 
 
 def _resolve(name: str) -> DatasetInfo:
@@ -212,21 +364,48 @@ def _check_intent(intent: PlanIntent) -> None:
             )
 
 
-def _build_result(intent: PlanIntent, notes: list[str], source: str) -> PlanResult:
-    """Turn an intent into a validated TaskSpec and the full list of assumptions."""
+def _build_result(
+    intent: PlanIntent,
+    notes: list[str],
+    source: str,
+    *,
+    own: _OwnData | None = None,
+    image_size: int | None = None,
+    cache_dir: Path | None = None,
+) -> PlanResult:
+    """Turn an intent into a validated TaskSpec and the full list of assumptions.
+
+    ``own`` is the user's data when ``--dataset`` or the request's words named a path; an LLM
+    that answers with a path the words' scan did not see has it read here, the same way.
+    """
     _check_intent(intent)
-    info = _resolve(intent.dataset)
+    if own is None and looks_like_path(intent.dataset):
+        try:
+            name = dataset_argument(intent.dataset, image_size=image_size)
+        except InputError as e:
+            raise PlanRefusedError(f"dataset: {e}") from e
+        own = _own_data(name, cache_dir)
     assumptions = list(notes) + [a for a in intent.assumptions if a not in notes]
-    assumptions.append(
-        f"Dataset {info.name}: {info.task.value}, input shape {list(info.input_shape)},"
-        f" {info.num_classes} classes (from the dataset registry)."
-    )
-    fields: dict[str, Any] = {
-        "dataset": info.name,
-        "task": info.task,
-        "input_shape": info.input_shape,
-        "num_classes": info.num_classes,
-    }
+    if own is not None:
+        fields: dict[str, Any] = dict(own.fields)
+        assumptions += own.assumptions
+    else:
+        info = _resolve(intent.dataset)
+        if image_size is not None:
+            raise PlanRefusedError(
+                f"--image-size applies to your own image data; {info.name} has a fixed input"
+                f" shape {list(info.input_shape)}"
+            )
+        assumptions.append(
+            f"Dataset {info.name}: {info.task.value}, input shape {list(info.input_shape)},"
+            f" {info.num_classes} classes (from the dataset registry)."
+        )
+        fields = {
+            "dataset": info.name,
+            "task": info.task,
+            "input_shape": info.input_shape,
+            "num_classes": info.num_classes,
+        }
 
     acc = intent.val_accuracy_threshold
     if acc is None:
@@ -313,6 +492,46 @@ def _build_result(intent: PlanIntent, notes: list[str], source: str) -> PlanResu
         ) from e
     logger.info("planned %s from %s with %d assumptions", spec.dataset, source, len(assumptions))
     return PlanResult(spec=spec, assumptions=assumptions, source=source)
+
+
+#: Parameters a classifier's output needs at the very least: a weight and a bias for each class,
+#: even on one learned feature; fewer cannot give every class its own region of the input.
+_MIN_PARAMS_PER_CLASS = 2
+_FLOAT32_BYTES = 4
+
+
+def plan_warnings(spec: TaskSpec) -> list[str]:
+    """Targets that are plainly unreachable together, each with the reason; the run may still go.
+
+    Said before any work, because a night spent on "99.9 % accuracy with at most 10 parameters"
+    ends with no candidate meeting its targets. Only bounds that hold for every model are used
+    (an output layer's minimum), so a warning is never a guess about what search might find.
+    """
+    acc = spec.val_accuracy_threshold
+    classes = spec.num_classes
+    if acc <= 1.0 / classes:
+        return []  # a target at chance level asks nothing of the parameters
+    floor = _MIN_PARAMS_PER_CLASS * classes
+    why = (
+        f"a classifier for {classes} classes needs at least {floor:,} parameters (a weight and a"
+        f" bias for each class, even on a single learned feature) to tell the classes apart at"
+        f" all, let alone reach the validation accuracy target TV_Acc = {_fmt(acc)}"
+    )
+    warnings = []
+    if spec.max_params is not None and spec.max_params < floor:
+        warnings.append(
+            f"max_params = {_fmt(spec.max_params)} and TV_Acc = {_fmt(acc)} cannot both be met:"
+            f" {why}. Allow more parameters or lower the accuracy target."
+        )
+    if spec.max_model_size_mb is not None:
+        room = int(spec.max_model_size_mb * 1e6 // _FLOAT32_BYTES)
+        if room < floor:
+            warnings.append(
+                f"max_model_size_mb = {_fmt(spec.max_model_size_mb)} and TV_Acc = {_fmt(acc)}"
+                f" cannot both be met: {_fmt(spec.max_model_size_mb)} MB holds {room:,} float32"
+                f" parameters, and {why}. Allow a larger model or lower the accuracy target."
+            )
+    return warnings
 
 
 # --------------------------------------------------------------------------------------------
@@ -517,13 +736,19 @@ class _Scanner:
             groups = m.groupdict()
             mult = groups.get("mult")
             if mult:
-                value *= _MULTIPLIERS[mult]
+                value = _times(value, _MULTIPLIERS[mult])
             if scale is not None:
-                value *= scale(m)
+                value = _times(value, scale(m))
             cmp = groups.get("cmp")
             is_min = None if cmp is None else bool(_MIN_RE.match(cmp))
             found.append((_Number(value, is_min, m.group(0).strip()), m))
         return found
+
+
+def _times(value: float, factor: float) -> float:
+    """``value * factor`` in decimal, so '99.9 %' is 0.999 and '300 KB' 0.3 MB, as the user wrote
+    them, not 0.9990000000000001: the spec, the plan and every report print these numbers."""
+    return float(Decimal(repr(value)) * Decimal(repr(factor)))
 
 
 def _refuse_lower_bound(nums: list[_Number], what: str, field: str) -> None:
@@ -585,13 +810,13 @@ def _acc_value(n: _Number, m: re.Match[str], notes: list[str]) -> float:
             return v
         if v <= 100.0:
             notes.append(f"'{n.phrase}' read as {_fmt(v)} % accuracy.")
-            return v / 100.0
+            return _times(v, 0.01)
     if v > 100.0:
         raise PlanRefusedError(
             f"val_accuracy_threshold: '{n.phrase}' asks for more than 100 % accuracy, which no"
             " model can reach; give a target such as '95 %' or '0.95'."
         )
-    return v / 100.0
+    return _times(v, 0.01)
 
 
 def _read_accuracy(scan: _Scanner, notes: list[str]) -> float | None:
@@ -615,8 +840,9 @@ def _read_accuracy(scan: _Scanner, notes: list[str]) -> float | None:
                 f"val_accuracy_threshold: '{n.phrase}' allows every answer to be wrong; give an"
                 " error rate below 100 %."
             )
-        notes.append(f"'{n.phrase}' read as an accuracy target of {_fmt(round(1 - err, 6))}.")
-        targets.append((round(1.0 - err, 6), n.phrase))
+        target = float(1 - Decimal(repr(err)))
+        notes.append(f"'{n.phrase}' read as an accuracy target of {_fmt(target)}.")
+        targets.append((target, n.phrase))
 
     bare: list[tuple[_Number, re.Match[str]]] = []
     for n, m in scan.find(_BARE_PCT):
@@ -667,19 +893,27 @@ def _latency_scale(m: re.Match[str]) -> float:
     return 1.0
 
 
-def _intent_from_text(request: str) -> tuple[PlanIntent, list[str]]:
-    """The offline reading of a request: the intent and the notes on how it was read."""
+def _intent_from_text(request: str, chosen: str | None = None) -> tuple[PlanIntent, list[str]]:
+    """The offline reading of a request: the intent and the notes on how it was read.
+
+    ``chosen`` is the dataset ``--dataset`` or a path in the request fixed (the path already
+    taken out of ``request``); registry aliases in the words are then ordinary words.
+    """
     text = " ".join(request.lower().split())
     notes: list[str] = []
     hits = _find_datasets(text)
     names = list(dict.fromkeys(h.dataset for h in hits))
-    if not names:
+    if chosen is not None:
+        for h in _all_dataset_hits(text):
+            if h.dataset != chosen:
+                notes.append(f"'{h.alias}' is read as an ordinary word: the data is {chosen}.")
+    elif not names:
         raise PlanRefusedError(
             f"dataset: no known dataset is named in the request.{_suggestion(text)} Name one by"
             " its name or an alias, e.g. 'a 1000-FPS malaria classifier'.\n"
             + _known_datasets_message()
         )
-    if len(names) > 1:
+    elif len(names) > 1:
         named = ", ".join(
             f"{n!r} (as '{next(h.alias for h in hits if h.dataset == n)}')" for n in names
         )
@@ -687,12 +921,16 @@ def _intent_from_text(request: str) -> tuple[PlanIntent, list[str]]:
             f"dataset: the request names {len(names)} datasets, {named}; a search runs on exactly"
             " one. Name only the one to use."
         )
-    first = hits[0]
-    dropped = [h for h in _all_dataset_hits(text) if h.dataset != first.dataset]
-    for h in dropped:
-        notes.append(f"'{h.alias}' is read as an ordinary word, not as the {h.dataset} dataset.")
-    if normalize_name(first.alias) != normalize_name(first.dataset):
-        notes.append(f"'{text[first.start : first.end]}' names the {first.dataset} dataset.")
+    else:
+        first = hits[0]
+        chosen = first.dataset
+        dropped = [h for h in _all_dataset_hits(text) if h.dataset != first.dataset]
+        for h in dropped:
+            notes.append(
+                f"'{h.alias}' is read as an ordinary word, not as the {h.dataset} dataset."
+            )
+        if normalize_name(first.alias) != normalize_name(first.dataset):
+            notes.append(f"'{text[first.start : first.end]}' names the {first.dataset} dataset.")
 
     scan = _Scanner(text, [(h.start, h.end) for h in hits])
     fps = _read_fps(scan, text, notes)
@@ -725,7 +963,7 @@ def _intent_from_text(request: str) -> tuple[PlanIntent, list[str]]:
 
     return (
         PlanIntent(
-            dataset=first.dataset,
+            dataset=chosen,
             val_accuracy_threshold=accuracy,
             fps_threshold=fps,
             max_params=None if params is None else round(params),
@@ -738,15 +976,30 @@ def _intent_from_text(request: str) -> tuple[PlanIntent, list[str]]:
     )
 
 
-def plan_offline(request: str) -> PlanResult:
+def plan_offline(
+    request: str,
+    *,
+    dataset: str | None = None,
+    image_size: int | None = None,
+    cache_dir: Path | None = None,
+) -> PlanResult:
     """Read ``request`` with deterministic rules (no LLM) into a validated TaskSpec.
 
-    Raises PlanRefusedError when no known dataset is named, when constraints contradict, or when
-    a value falls outside the spec's range; the message says what to change.
+    ``dataset`` (``--dataset``: a registry name or a path) or a path in the request chooses the
+    data; the user's own data is prepared into ``cache_dir`` (default: the settings') to read
+    its shape and classes. Raises PlanRefusedError when no dataset is named, when constraints
+    contradict, or when a value falls outside the spec's range; InputError when the user's data
+    cannot be used. Each message says what to change.
     """
     _check_request(request)
-    intent, notes = _intent_from_text(request)
-    return _build_result(intent, notes, "offline")
+    chosen = _choose(request, dataset, image_size, cache_dir)
+    if chosen is None:
+        intent, notes = _intent_from_text(request)
+        return _build_result(intent, notes, "offline", image_size=image_size)
+    intent, notes = _intent_from_text(chosen.words, chosen.name)
+    return _build_result(
+        intent, [*chosen.notes, *notes], "offline", own=chosen.own, image_size=image_size
+    )
 
 
 def _check_request(request: str) -> None:
@@ -772,7 +1025,8 @@ def _system_prompt() -> str:
         " architecture search. Fill the fields from what the request says; leave a field null"
         " when the request does not give it, and do not invent targets.\n"
         "Rules:\n"
-        "- dataset: exactly one of the known datasets below, by its name.\n"
+        "- dataset: exactly one of the known datasets below, by its name; or, when the request"
+        " names a file or folder of its own data, that path exactly as written.\n"
         "- val_accuracy_threshold: a fraction in (0, 1]; '95 %' is 0.95.\n"
         f"- fps_threshold: frames per second, > 0; 'real-time' means {_fmt(REAL_TIME_FPS)}.\n"
         "- max_params, max_model_size_mb (1 MB = 1000 KB), max_latency_ms: upper limits, > 0.\n"
@@ -810,13 +1064,25 @@ def _dump(raw: object) -> str:
     return json.dumps(data, default=str, sort_keys=True)
 
 
-def plan_with_llm(request: str, llm: BaseChatModel) -> PlanResult:
+def plan_with_llm(
+    request: str,
+    llm: BaseChatModel,
+    *,
+    dataset: str | None = None,
+    image_size: int | None = None,
+    cache_dir: Path | None = None,
+) -> PlanResult:
     """Ask ``llm`` for the request's intent as structured output, then validate it like offline.
 
     A rejected answer (schema, unknown dataset, out-of-range value) is sent back once with the
     error, since models usually fix a named mistake; a second rejection raises PlanRefusedError.
+    A failed call raises ``LLMAuthError`` or ``LLMUnavailableError``: planning comes before any
+    work, so there is nothing to wait for. ``--dataset`` or a path in the request is read (and
+    the user's data prepared) before the LLM is asked, as offline, and decides the dataset
+    whatever the LLM answers: bad data stops before any call is paid for.
     """
     _check_request(request)
+    chosen = _choose(request, dataset, image_size, cache_dir)
     source = f"llm:{_model_name(llm)}"
     structured = llm.with_structured_output(PlanIntent)
     messages: list[BaseMessage] = [SystemMessage(_system_prompt()), HumanMessage(request)]
@@ -827,6 +1093,11 @@ def plan_with_llm(request: str, llm: BaseChatModel) -> PlanResult:
         try:
             try:
                 raw = structured.invoke(messages)
+            except OutputParserException:
+                raise  # an answer that did not parse: re-asked below
+            except Exception as e:
+                # The provider failed (an outage, a rejected key): no plan, and no run started.
+                raise llm_failure(e, model_name(llm)) from e
             finally:
                 calls.append(
                     LLMCall(
@@ -836,7 +1107,22 @@ def plan_with_llm(request: str, llm: BaseChatModel) -> PlanResult:
                         latency_s=time.perf_counter() - started,
                     )
                 )
-            result = _build_result(_as_intent(raw), [], source)
+            intent, notes = _as_intent(raw), []
+            if chosen is not None:
+                notes = list(chosen.notes)
+                if intent.dataset != chosen.name:
+                    notes.append(
+                        f"The LLM named the dataset {intent.dataset!r}; {chosen.name} is used."
+                    )
+                intent = intent.model_copy(update={"dataset": chosen.name})
+            result = _build_result(
+                intent,
+                notes,
+                source,
+                own=chosen.own if chosen is not None else None,
+                image_size=image_size,
+                cache_dir=cache_dir,
+            )
             return result.model_copy(update={"llm_calls": calls})
         except (PlanRefusedError, OutputParserException) as e:
             error = str(e)
@@ -857,8 +1143,28 @@ def plan_with_llm(request: str, llm: BaseChatModel) -> PlanResult:
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def plan(request: str, llm: BaseChatModel | None) -> PlanResult:
-    """Plan with ``llm`` when one is configured, else with the deterministic offline rules."""
-    if llm is None:
-        return plan_offline(request)
-    return plan_with_llm(request, llm)
+def plan(
+    request: str,
+    llm: BaseChatModel | None,
+    *,
+    dataset: str | None = None,
+    image_size: int | None = None,
+    cache_dir: Path | None = None,
+) -> PlanResult:
+    """Plan with ``llm`` when one is configured, else with the deterministic offline rules.
+
+    ``dataset`` and ``image_size`` are ``--dataset`` and ``--image-size``. Targets that cannot
+    be met together (`plan_warnings`) are logged; the CLI shows them with the plan, before any
+    work.
+    """
+    options: dict[str, Any] = {
+        "dataset": dataset,
+        "image_size": image_size,
+        "cache_dir": cache_dir,
+    }
+    result = (
+        plan_offline(request, **options) if llm is None else plan_with_llm(request, llm, **options)
+    )
+    for warning in plan_warnings(result.spec):
+        logger.info("planner warning: %s", warning)
+    return result

@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from archsmith.agents.graph import build_graph
 from archsmith.agents.state import AgentContext, AgentState
 from archsmith.errors import InputError
+from archsmith.sandbox.base import interrupts_stop_jobs
 
 __all__ = [
     "RunMeta",
@@ -53,6 +54,12 @@ class RunMeta(BaseModel):
     request: str
     llm: str
     base_url: str | None = None
+    llm_timeout_s: float | None = Field(
+        default=None, description="The LLM request timeout; None: the settings' default."
+    )
+    llm_outage_window_s: float | None = Field(
+        default=None, description="The LLM outage window; None: the settings' default."
+    )
     sandbox: str = "local"
     device: str = "cpu"
     data_dir: str | None = None
@@ -63,6 +70,16 @@ class RunMeta(BaseModel):
     max_train: int | None = None
     max_val: int | None = None
     max_fix_attempts: int = 3
+    workers: int = Field(default=1, description="Candidates evaluated at once (Ray when > 1).")
+    ray_address: str | None = Field(
+        default=None, description="An existing Ray cluster; None: a local one when workers > 1."
+    )
+    gpus_per_candidate: float | None = Field(
+        default=None, description="GPUs (or a fraction) per job on Ray; None: 1 / workers."
+    )
+    ray_session_dir: str | None = Field(
+        default=None, description="The local Ray cluster's session, to clean up after kill -9."
+    )
     checkpoint_url: str | None = Field(default=None, description="Password redacted.")
     status: str = "created"
     stop_reason: str | None = None
@@ -146,6 +163,7 @@ def initial_state(
     max_fix_attempts: int = 3,
     budget_s: float | None = None,
     patience: int | None = None,
+    workers: int = 1,
 ) -> AgentState:
     """The state a new run starts from."""
     return {
@@ -164,6 +182,7 @@ def initial_state(
         "stale_iterations": 0,
         "elapsed_s": 0.0,
         "stop_reason": None,
+        "workers": workers,
     }
 
 
@@ -190,10 +209,13 @@ def drive(
     updates = graph.stream(
         initial, config, context=context, stream_mode="updates", durability="sync"
     )
-    for chunk in updates:
-        for node, update in chunk.items():
-            if isinstance(update, dict):
-                on_update(node, update)
+    # Nodes run in worker threads: a Ctrl-C (or `archsmith stop --now`) must stop the sandbox job
+    # in flight as well, or it would finish its training first. The step is then redone on resume.
+    with interrupts_stop_jobs():
+        for chunk in updates:
+            for node, update in chunk.items():
+                if isinstance(update, dict):
+                    on_update(node, update)
     snapshot = graph.get_state(config)
     values: AgentState = snapshot.values  # type: ignore[assignment]
     if snapshot.next:

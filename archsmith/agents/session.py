@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import logging
 import os
 import re
 from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 
+from archsmith.agents.graph import StudioContext
 from archsmith.agents.interfaces import Architect
 from archsmith.agents.runs import (
     RunMeta,
@@ -25,6 +29,7 @@ from archsmith.agents.runs import (
     write_best,
 )
 from archsmith.agents.state import AgentContext, AgentState
+from archsmith.cli_common import figure
 from archsmith.config import Settings
 from archsmith.errors import InputError
 from archsmith.memory.recorder import RunRecorder, StopRequested
@@ -33,15 +38,19 @@ from archsmith.sandbox import get_sandbox
 from archsmith.tools.runtime import ToolRuntime
 
 __all__ = [
+    "LLM_STOP_PREFIX",
     "IterationView",
     "auto_epochs",
     "parse_duration",
     "resume_run",
     "run_row",
     "start_run",
+    "studio_context",
 ]
 
 log = logging.getLogger(__name__)
+#: How the stop reason of a run that the LLM failed begins, in run.json, the store and `runs`.
+LLM_STOP_PREFIX = "LLM unavailable: "
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|hr|d)?\s*$", re.I)
 _UNITS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "hr": 3600, "d": 86400}
 
@@ -75,7 +84,16 @@ class IterationView:
         self.best_cm: float | None = None
 
     def __call__(self, node: str, update: dict[str, Any]) -> None:
-        if node in ("critic", "record_failure"):
+        if node == "candidate":
+            for key, found in (update.get("round_results") or {}).items():
+                workers = ", ".join((found.get("placement") or {}).get("workers") or [])
+                took = float(found.get("finished_at", 0)) - float(found.get("started_at", 0))
+                self.console.print(
+                    f"    [dim]#{key} done in {took:.0f} s on {workers or 'this process'};"
+                    " judged with its round[/]",
+                    highlight=False,
+                )
+        elif node in ("critic", "record_failure", "critic_round"):
             for entry in update.get("history", []):
                 self._line(entry, update.get("best"))
             if update.get("stop_reason"):
@@ -104,25 +122,50 @@ class IterationView:
         mark = "[green]*[/]" if entry.get("is_best") else " "
         best_text = ""
         if best:
-            best_text = f"  best #{best['iteration']} CM {best['combined_metric']:.4f}"
+            best_text = f"  best #{best['iteration']} CM {figure(best.get('combined_metric'))}"
+        limits = entry.get("limit_violations") or []
         self.console.print(
-            f"[bold]{it:>3}[/]{mark}{summary:<60} val {m.get('val_accuracy', 0):.4f}"
-            f"  train {m.get('train_accuracy', 0):.4f}  {m.get('fps', 0):>9,.0f} FPS"
-            f"  {m.get('val_energy_kwh_pue', 0):.2e} kWh-PUE"
-            f"  CM {entry.get('combined_metric', 0):.4f}"
-            f"{best_text}  ({entry.get('seconds', 0):.0f} s)",
+            f"[bold]{it:>3}[/]{mark}{summary:<60} val {figure(m.get('val_accuracy'))}"
+            f"  train {figure(m.get('train_accuracy'))}  {figure(m.get('fps'), '>9,.0f')} FPS"
+            f"  {figure(m.get('val_energy_kwh_pue'), '.2e')} kWh-PUE"
+            f"  CM {figure(entry.get('combined_metric'))}"
+            + (f"  [red]over a limit: {'; '.join(limits)}[/]" if limits else "")
+            + f"{best_text}  ({entry.get('seconds', 0):.0f} s)",
             highlight=False,
         )
 
 
-def _architect(llm_value: str, llm: Any, seed: int) -> Architect:
-    if llm is None:
+def _architect(meta: RunMeta, settings: Settings) -> Architect:
+    from archsmith.agents.llm import OutagePolicy, make_llm, parse_llm
+
+    provider, model = parse_llm(meta.llm)
+    if provider == "offline":
         from archsmith.agents.offline_architect import OfflineArchitect
 
-        return OfflineArchitect(seed=seed)
+        return OfflineArchitect(seed=0)
     from archsmith.agents.llm_architect import LLMArchitect
 
-    return LLMArchitect(llm, model_name=llm_value.partition(":")[2] or llm_value)
+    # The architect's client retries nothing itself: call_through_outage retries every failure
+    # and logs each with its wait, where the SDK's own retries would hide a timeout for minutes.
+    chat = make_llm(
+        meta.llm,
+        base_url=meta.base_url,
+        timeout_s=_request_timeout_s(meta, settings),
+        max_retries=0,
+    )
+    if chat is None:
+        raise InputError(f"run {meta.run_id}: the LLM {meta.llm!r} made no chat model")
+    window = (
+        meta.llm_outage_window_s
+        if meta.llm_outage_window_s is not None
+        else settings.llm_outage_window_s
+    )
+    return LLMArchitect(chat, model_name=model or meta.llm, outage=OutagePolicy.from_env(window))
+
+
+def _request_timeout_s(meta: RunMeta, settings: Settings) -> float:
+    """The run's LLM request timeout: as it was started with, else the settings' default."""
+    return meta.llm_timeout_s if meta.llm_timeout_s is not None else settings.llm_timeout_s
 
 
 def _context(
@@ -139,7 +182,8 @@ def _context(
         tools.on_call = recorder.on_tool_call
     return AgentContext(
         tools=tools,
-        architect=_architect(meta.llm, llm, seed=0),
+        architect=_architect(meta, settings),
+        on_candidate=recorder.on_candidate if recorder is not None else None,
         llm=llm,
         epochs=meta.epochs,
         max_fix_attempts=meta.max_fix_attempts,
@@ -148,13 +192,60 @@ def _context(
     )
 
 
-def _make_llm(meta: RunMeta) -> Any:
+def _make_llm(meta: RunMeta, settings: Settings) -> Any:
     from archsmith.agents.llm import check_llm, make_llm
 
-    llm = make_llm(meta.llm, base_url=meta.base_url)
+    llm = make_llm(meta.llm, base_url=meta.base_url, timeout_s=_request_timeout_s(meta, settings))
     if llm is not None:
         check_llm(llm)
     return llm
+
+
+def studio_context(options: Any, thread: str | None) -> AgentContext:
+    """The run context for a graph started by LangGraph Studio, which has none of its own.
+
+    ``options`` is what Studio passed: a `StudioContext`, its fields as a dict, or None; an
+    `AgentContext` (a caller that built one) is used as it is. Built once per thread and kept,
+    so a search's nodes share one sandbox and one architect, as in ``archsmith run``.
+    """
+    if isinstance(options, AgentContext):
+        return options
+    if options is None or isinstance(options, StudioContext):
+        return _studio_context(options or StudioContext(), thread)
+    if dataclasses.is_dataclass(options) and not isinstance(options, type):
+        options = dataclasses.asdict(options)  # StudioContext of graph.py loaded by its path
+    if not isinstance(options, dict):
+        raise InputError(f"LangGraph Studio passed a context archsmith cannot read: {options!r}")
+    try:
+        return _studio_context(StudioContext(**options), thread)
+    except TypeError as e:
+        raise InputError(f"LangGraph Studio passed an unknown context field: {e}") from e
+
+
+@functools.lru_cache(maxsize=8)
+def _studio_context(options: StudioContext, thread: str | None) -> AgentContext:
+    from archsmith.agents.llm import default_llm
+
+    overrides: dict[str, Any] = {"sandbox": options.sandbox}
+    if options.device:
+        overrides["device"] = options.device
+    if options.data_dir:
+        overrides["data_dir"] = Path(options.data_dir)
+    settings = Settings(**overrides)
+    meta = RunMeta(
+        run_id=f"studio-{thread or 'local'}",
+        request="(started from LangGraph Studio)",
+        llm=options.llm or default_llm(),
+        base_url=options.base_url,
+        sandbox=settings.sandbox,
+        device=settings.resolve_device(),
+        data_dir=str(settings.data_dir) if settings.data_dir else None,
+        epochs=options.epochs,
+        max_train=options.max_train,
+        max_val=options.max_val,
+    )
+    log.info("LangGraph Studio run on thread %s: %s, %s sandbox", thread, meta.llm, meta.sandbox)
+    return _context(meta, settings, _make_llm(meta, settings))
 
 
 def start_run(
@@ -175,7 +266,7 @@ def start_run(
     ``planner_calls`` are the LLM calls that planned the spec, kept with the run's trace.
     """
     if llm is None:
-        llm = _make_llm(meta)
+        llm = _make_llm(meta, settings)
     directory = run_dir(settings.home, meta.run_id)
     meta.checkpoint_url = redact_url(checkpoint_url) if checkpoint_url else None
     meta.status, meta.pid = "running", os.getpid()
@@ -189,6 +280,7 @@ def start_run(
         max_fix_attempts=meta.max_fix_attempts,
         budget_s=meta.budget_s,
         patience=meta.patience,
+        workers=meta.workers,
     )
     initial["llm_calls"] = list(planner_calls or [])
     with RunStore(settings.store_path) as store:
@@ -225,11 +317,22 @@ def resume_run(
     console: Console,
     checkpoint_url: str | None = None,
     on_update: Callable[[str, dict[str, Any]], None] | None = None,
+    *,
+    llm_timeout_s: float | None = None,
+    llm_outage_window_s: float | None = None,
 ) -> AgentState:
-    """Continue a run from its last completed step."""
+    """Continue a run from its last completed step.
+
+    ``llm_timeout_s`` and ``llm_outage_window_s`` replace what the run was started with (a run
+    stopped by an outage may deserve a longer window); None keeps it.
+    """
     from archsmith.agents.runs import load_meta
 
     meta = load_meta(settings.home, run_id)
+    if llm_timeout_s is not None:
+        meta.llm_timeout_s = llm_timeout_s
+    if llm_outage_window_s is not None:
+        meta.llm_outage_window_s = llm_outage_window_s
     if meta.status == "running" and meta.pid != os.getpid() and process_alive(meta.pid, None):
         raise InputError(
             f"run {run_id} is still going (process {meta.pid}); watch it with `archsmith show"
@@ -251,8 +354,8 @@ def resume_run(
     if not left:
         console.print(f"run {run_id} already finished: {state.get('stop_reason')}")
         return state
-    llm = _make_llm(meta)
-    meta.status, meta.pid = "running", os.getpid()
+    llm = _make_llm(meta, settings)
+    meta.status, meta.pid, meta.stop_reason = "running", os.getpid(), None
     save_meta(directory, meta)
     console.print(
         f"resuming run [bold]{run_id}[/] after iteration {state.get('iteration', 0)}"
@@ -283,11 +386,15 @@ def _drive(
         recorder.on_update(node, update)
         view(node, update)
 
+    from archsmith.agents.llm import LLMOutageError
+
     store = recorder.store
     store.set_status(meta.run_id, "running", pid=os.getpid())
     context = _context(meta, settings, llm, recorder)
     try:
-        with open_checkpointer(directory, url) as saver:
+        with ExitStack() as cluster, open_checkpointer(directory, url) as saver:
+            if meta.workers > 1 or meta.ray_address:
+                _on_ray(cluster, meta, settings, directory, context, trusted=llm is None)
             try:
                 state = drive(saver, meta.run_id, context, initial, record_then_show)
             except StopRequested:
@@ -296,7 +403,19 @@ def _drive(
                 meta.stop_reason = "stopped by `archsmith stop`; resume to go on"
                 console.print(f"[bold]stopping:[/] {meta.stop_reason}")
     except KeyboardInterrupt:
-        _end(meta, directory, store, "interrupted", "interrupted (Ctrl-C)", failing=True)
+        # The job in flight was stopped with the run (runs.drive) and its step not recorded.
+        during = f" in iteration {recorder.iteration}" if recorder.iteration else ""
+        reason = (
+            f"interrupted (Ctrl-C or `archsmith stop --now`){during};"
+            f" `archsmith resume {meta.run_id}` redoes the step it was in"
+        )
+        _end(meta, directory, store, "interrupted", reason, failing=True)
+        raise
+    except LLMOutageError as e:
+        # Like any other fault: the step in flight is redone on resume, nothing is lost.
+        reason = f"{LLM_STOP_PREFIX}{e}; resume with `archsmith resume {meta.run_id}`"
+        log.info("run %s stopped: %s", meta.run_id, reason)
+        _end(meta, directory, store, "stopped", reason, failing=True)
         raise
     except BaseException:
         _end(meta, directory, store, "crashed", None, failing=True)
@@ -311,6 +430,46 @@ def _drive(
             meta.run_id, "best_code", best, iteration=(state.get("best") or {}).get("iteration")
         )
     return state
+
+
+def _on_ray(
+    stack: ExitStack,
+    meta: RunMeta,
+    settings: Settings,
+    directory: Path,
+    context: AgentContext,
+    *,
+    trusted: bool,
+) -> None:
+    """Send the run's sandbox jobs to Ray: the cluster at ``meta.ray_address``, or a local one
+    started now and stopped with ``stack``.
+
+    A local cluster left by this run's killed process (``kill -9``) is cleaned up first.
+    """
+    from archsmith.sandbox.ray_pool import (
+        RaySandbox,
+        SandboxSpec,
+        open_cluster,
+        reap_local_cluster,
+    )
+
+    reap_local_cluster(meta.ray_session_dir)
+    info = stack.enter_context(open_cluster(meta.ray_address, workers=meta.workers))
+    meta.ray_session_dir = info.session_dir if info.local else None
+    save_meta(directory, meta)
+    gpus = meta.gpus_per_candidate
+    if gpus is None:
+        gpus = 1.0 / meta.workers if meta.device.startswith("cuda") else 0.0
+    context.tools.sandbox = RaySandbox(
+        SandboxSpec(
+            backend=meta.sandbox,
+            image=settings.sandbox_image,
+            trusted_code=trusted,
+            bwrap=settings.bwrap,
+        ),
+        num_cpus=1.0,
+        num_gpus=gpus,
+    )
 
 
 def _end(
@@ -353,6 +512,11 @@ def new_meta(
     patience: int | None,
     max_train: int | None,
     max_val: int | None,
+    llm_timeout_s: float | None = None,
+    llm_outage_window_s: float | None = None,
+    workers: int = 1,
+    ray_address: str | None = None,
+    gpus_per_candidate: float | None = None,
 ) -> RunMeta:
     """A fresh run's metadata."""
     return RunMeta(
@@ -369,4 +533,9 @@ def new_meta(
         patience=patience,
         max_train=max_train,
         max_val=max_val,
+        llm_timeout_s=llm_timeout_s,
+        llm_outage_window_s=llm_outage_window_s,
+        workers=workers,
+        ray_address=ray_address,
+        gpus_per_candidate=gpus_per_candidate,
     )

@@ -9,15 +9,20 @@ invocation, rebuilt on resume.
 from __future__ import annotations
 
 import operator
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Any, TypedDict
+from typing import Annotated, Any
 
 from langchain_core.language_models import BaseChatModel
+
+# typing_extensions' TypedDict: pydantic (LangGraph Studio's schema) refuses typing's on Python
+# before 3.12, and the graph's output schema would be missing there.
+from typing_extensions import TypedDict
 
 from archsmith.agents.interfaces import Architect
 from archsmith.tools.runtime import ToolRuntime
 
-__all__ = ["AgentContext", "AgentState", "Candidate"]
+__all__ = ["AgentContext", "AgentState", "Candidate", "merge_round_results"]
 
 
 class Candidate(TypedDict):
@@ -27,6 +32,16 @@ class Candidate(TypedDict):
     summary: str
     arch: dict[str, Any] | None
     applied: list[str]
+
+
+def merge_round_results(
+    current: dict[str, Any] | None, update: dict[str, Any] | None
+) -> dict[str, Any]:
+    """The round's finished candidates by iteration: each candidate adds its own as it ends;
+    ``None`` (a new round) empties it."""
+    if update is None:
+        return {}
+    return {**(current or {}), **update}
 
 
 class AgentState(TypedDict, total=False):
@@ -55,8 +70,19 @@ class AgentState(TypedDict, total=False):
     history: Annotated[list[dict[str, Any]], operator.add]
     llm_calls: Annotated[list[dict[str, Any]], operator.add]
     best: dict[str, Any] | None
+    #: The test split's figures, by iteration: the best's and the Pareto fronts', measured once
+    #: when the loop stops (``nodes.final_test``), never read by a decision.
+    test_results: dict[str, Any]
     stale_iterations: int
     stop_reason: str | None
+    #: Candidates evaluated at once (``run --workers N``); 1 (or absent): one at a time.
+    workers: int
+    #: The parallel round in flight: its candidates, each ``{"iteration", "candidate"}``.
+    round: list[dict[str, Any]] | None
+    round_number: int
+    round_started: float
+    #: What each of the round's candidates found, by iteration, written as each one ends.
+    round_results: Annotated[dict[str, Any], merge_round_results]
 
 
 @dataclass
@@ -71,3 +97,6 @@ class AgentContext:
     train_time_budget_s: float | None = None
     max_train: int | None = None
     max_val: int | None = None
+    #: Told each parallel candidate's record as soon as it is done, from its own thread (the
+    #: run store's row); the graph's stream reports it only when LangGraph gets to it.
+    on_candidate: Callable[[dict[str, Any]], None] | None = None

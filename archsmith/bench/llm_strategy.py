@@ -185,8 +185,8 @@ def describe_objective(objective: Objective, spec: TaskSpec) -> str:
         )
     else:
         text = f"maximise the score '{name}' shown in the history."
-    # The spec's other targets (TV_Acc, max_params) are set from the table's optimum to steer the
-    # rulebook; telling them to the LLM would hand it the answer, so they stay out of the prompt.
+    # The spec's other targets (TV_Acc = 1, the M-factor's median-size max_params) only steer the
+    # rulebook's rules; the M-factor has no size limit, so naming one would misstate the goal.
     return f"{name}: {text}"
 
 

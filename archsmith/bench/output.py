@@ -1,15 +1,18 @@
-"""What a benchmark run leaves behind: a terminal table, ``results.json``, ``results.md``, plots.
+"""What a benchmark run leaves behind: a terminal table, ``results.json``, ``results.md``, plots,
+and optionally a one-page summary (``docs/benchmarks.md``) whose hand-written tail is kept.
 
 ``results.json`` holds everything (configuration, every search, the aggregates) so any other
-table can be derived later without rerunning; it carries ``"format": 1`` so readers can tell when
-its meaning changes. The markdown repeats the command that produced it, because a table without
-its command cannot be reproduced or trusted. The plots are standalone SVG files (styles inside,
-nothing fetched), so they open anywhere and can be linked from the markdown.
+table can be derived later without rerunning; it carries a ``format`` number so readers can tell
+when its meaning changes (``archsmith.bench.runner.FORMAT``). The markdown repeats the command
+that produced it, because a table without its command cannot be reproduced or trusted. The plots
+are standalone SVG files (styles inside, nothing fetched), so they open anywhere and can be linked
+from the markdown.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from xml.sax.saxutils import escape, quoteattr
@@ -21,6 +24,7 @@ from archsmith.files import atomic_write_text
 from archsmith.report.svg import AxisSpec, build_axis
 
 __all__ = [
+    "KEEP_MARKER",
     "best_so_far_svg",
     "cells",
     "heading",
@@ -28,7 +32,9 @@ __all__ = [
     "plot_name",
     "render_tables",
     "skipped_lines",
+    "summary_markdown",
     "write_outputs",
+    "write_summary",
 ]
 
 log = logging.getLogger(__name__)
@@ -68,12 +74,12 @@ def _feasible(a: Aggregate) -> str:
     return f"{round(a.feasible_fraction * a.seeds)}/{a.seeds}"
 
 
-def cells(result: BenchResult) -> list[tuple[str, str, list[Aggregate]]]:
-    """(benchmark, objective, its aggregates) in the grid's order."""
-    out: dict[tuple[str, str], list[Aggregate]] = {}
+def cells(result: BenchResult) -> list[tuple[str, str, str, list[Aggregate]]]:
+    """(benchmark, dataset, objective, its aggregates) in the grid's order."""
+    out: dict[tuple[str, str, str], list[Aggregate]] = {}
     for a in result.aggregates:
-        out.setdefault((a.benchmark, a.objective), []).append(a)
-    return [(b, o, group) for (b, o), group in out.items()]
+        out.setdefault((a.benchmark, a.dataset, a.objective), []).append(a)
+    return [(b, d, o, group) for (b, d, o), group in out.items()]
 
 
 def _winners(group: Sequence[Aggregate]) -> set[str]:
@@ -91,6 +97,7 @@ def skipped_lines(result: BenchResult) -> list[str]:
     lines: list[str] = []
     for s in result.skipped:
         where = f" on {s.benchmark}" if s.benchmark else ""
+        where += f" {s.dataset}" if s.dataset else ""
         lines.append(f"{s.kind} {s.name}{where} not run: {s.reason}")
     return lines
 
@@ -112,7 +119,7 @@ def render_tables(result: BenchResult) -> list[Table]:
     """One small table per (benchmark, objective), so it stays readable in 80 columns; the
     lowest median rank in bold."""
     tables: list[Table] = []
-    for benchmark, _, group in cells(result):
+    for benchmark, _, _, group in cells(result):
         first = group[0]
         table = Table(
             title=(
@@ -143,9 +150,9 @@ def render_tables(result: BenchResult) -> list[Table]:
 # -- markdown ------------------------------------------------------------------------------------
 
 
-def plot_name(benchmark: str, objective: str) -> str:
-    """The file name of one (benchmark, objective)'s best-so-far plot."""
-    return f"best_so_far_{benchmark}_{objective}.svg"
+def plot_name(benchmark: str, dataset: str, objective: str) -> str:
+    """The file name of one (benchmark, dataset, objective)'s best-so-far plot."""
+    return f"best_so_far_{benchmark}_{dataset}_{objective}.svg"
 
 
 def _md(text: str) -> str:
@@ -174,7 +181,7 @@ def markdown(result: BenchResult) -> str:
         f"archsmith {result.archsmith_version}; {len(result.searches)} searches in"
         f" {result.seconds:.1f} s.",
     ]
-    for benchmark, objective, group in cells(result):
+    for benchmark, dataset, objective, group in cells(result):
         first = group[0]
         lines += [
             "",
@@ -195,7 +202,7 @@ def markdown(result: BenchResult) -> str:
                 f" {_pct(a.best_accuracy_median)} | {_m_factor(a.m_factor_median)} |"
                 f" {_feasible(a)} |"
             )
-        lines += ["", f"![best rank so far]({plot_name(benchmark, objective)})"]
+        lines += ["", f"![best rank so far]({plot_name(benchmark, dataset, objective)})"]
     notes = skipped_lines(result)
     if notes:
         lines += ["", "## Not run", "", *(f"- {_md(n)}" for n in notes)]
@@ -286,13 +293,13 @@ def _legend(names: Sequence[str], colours: dict[str, str]) -> tuple[str, int]:
     return _el("g", {"class": "legend"}, *items), row + 1
 
 
-def best_so_far_svg(result: BenchResult, benchmark: str, objective: str) -> str:
+def best_so_far_svg(result: BenchResult, benchmark: str, dataset: str, objective: str) -> str:
     """Best rank so far against evaluations: a median line and an IQR band per strategy.
 
     The y axis is logarithmic because ranks span four orders of magnitude and the interesting
     differences are near rank 1.
     """
-    group = next(g for b, o, g in cells(result) if (b, o) == (benchmark, objective))
+    group = next(g for b, d, o, g in cells(result) if (b, d, o) == (benchmark, dataset, objective))
     first = group[0]
     budget = first.budget
     title = f"{_space(result, benchmark)}, {first.dataset}, {first.objective_label}"
@@ -402,6 +409,7 @@ def best_so_far_svg(result: BenchResult, benchmark: str, objective: str) -> str:
                 "xmlns": "http://www.w3.org/2000/svg",
                 "class": "plot best-so-far",
                 "data-benchmark": benchmark,
+                "data-dataset": dataset,
                 "data-objective": objective,
                 "viewBox": f"0 0 {WIDTH} {HEIGHT}",
                 "width": WIDTH,
@@ -483,8 +491,119 @@ def write_outputs(result: BenchResult, out_dir: Path) -> list[Path]:
         written.append(path)
         log.debug("wrote %s", path)
 
-    for benchmark, objective, _ in cells(result):
-        put(plot_name(benchmark, objective), best_so_far_svg(result, benchmark, objective))
+    for benchmark, dataset, objective, _ in cells(result):
+        put(
+            plot_name(benchmark, dataset, objective),
+            best_so_far_svg(result, benchmark, dataset, objective),
+        )
     put("results.md", markdown(result))
     put("results.json", result.model_dump_json(indent=2) + "\n")
     return written
+
+
+# -- the summary page ----------------------------------------------------------------------------
+
+#: Everything after this line in a summary page is kept when the page is written again.
+KEEP_MARKER = "<!-- Written by hand below this line; `archsmith bench --summary` keeps it. -->"
+
+_SPACE_TITLES = {"nas-bench-macro": "Macro", "nas-bench-201": "NB201"}
+
+
+def _cell_title(result: BenchResult, a: Aggregate) -> str:
+    space = _space(result, a.benchmark)
+    return f"{_SPACE_TITLES.get(space, space)} {a.dataset}, {a.objective_label}"
+
+
+def _stat_cell(a: Aggregate, bold: bool) -> str:
+    b = "**" if bold else ""
+    iqr = f"[{_num(a.best_rank_q25)}-{_num(a.best_rank_q75)}]"
+    return f"{b}{_num(a.best_rank_median)}{b} {iqr} ({_num(a.best_rank_mean)})"
+
+
+def summary_markdown(result: BenchResult, plots: str, command: str, kept: str = "") -> str:
+    """One page over every cell: best rank median [IQR] (mean) per strategy, the rulebook
+    against the best baseline, and the plots (``plots``: their folder, relative to the page);
+    ``command`` is the command line shown, ``kept`` the hand-written part after ``KEEP_MARKER``."""
+    config = result.config
+    strategies = list(result.strategies)
+    groups = cells(result)
+    lines = [
+        "# Search quality on tabular NAS benchmarks",
+        "",
+        "Every number and plot above the hand-written part of this page comes from one command"
+        f" (archsmith {result.archsmith_version}; {len(result.searches):,} searches in"
+        f" {result.seconds:.0f} s):",
+        "",
+        "```bash",
+        command,
+        "```",
+        "",
+        f"Each search has {config.budget} table lookups; each strategy ran with seeds"
+        f" {_seed_text(config.seed_list)}. The best rank counts over the whole space (1 is the"
+        f" best architecture there is under the objective). {QUARTILES_NOTE} Cells: median"
+        " [25th-75th percentile] (mean); bold is the lowest median (mean breaking ties).",
+        "",
+        "## Best rank after the budget",
+        "",
+        "| benchmark, dataset, objective | size | " + " | ".join(strategies) + " |",
+        "| --- | ---: | " + " | ".join("---:" for _ in strategies) + " |",
+    ]
+    for _, _, _, group in groups:
+        by = {a.strategy: a for a in group}
+        winners = _winners(group)
+        row = [_md(_cell_title(result, group[0])), f"{group[0].space_size:,}"]
+        row += [
+            _stat_cell(by[s], s in winners and len(group) > 1) if s in by else "-"
+            for s in strategies
+        ]
+        lines.append("| " + " | ".join(row) + " |")
+    if "rulebook" in strategies:
+        lines += [
+            "",
+            "## The rulebook against the best baseline",
+            "",
+            "The best baseline is the other strategy with the lowest median in that cell. Ranks:"
+            " median (mean); accuracy: the mean over seeds of the best architecture's test"
+            " accuracy, as GENIUS and RoBoT report it.",
+            "",
+            "| benchmark, dataset, objective | rulebook rank | its accuracy | best baseline rank |"
+            " its accuracy |",
+            "| --- | ---: | ---: | ---: | ---: |",
+        ]
+        for _, _, _, group in groups:
+            rule = next((a for a in group if a.strategy == "rulebook"), None)
+            others = [a for a in group if a.strategy != "rulebook"]
+            if rule is None or not others:
+                continue
+            top = min(others, key=lambda a: (a.best_rank_median, a.best_rank_mean))
+            lines.append(
+                f"| {_md(_cell_title(result, rule))} | {_num(rule.best_rank_median)}"
+                f" ({_num(rule.best_rank_mean)}) | {_pct(rule.best_accuracy_mean)} |"
+                f" {_md(top.strategy)} {_num(top.best_rank_median)} ({_num(top.best_rank_mean)}) |"
+                f" {_pct(top.best_accuracy_mean)} |"
+            )
+    lines += ["", "## Best rank against evaluations", ""]
+    for benchmark, dataset, objective, group in groups:
+        name = plot_name(benchmark, dataset, objective)
+        lines.append(f"![{_md(_cell_title(result, group[0]))}]({plots}/{name})")
+    notes = skipped_lines(result)
+    if notes:
+        lines += ["", "## Not run", "", *(f"- {_md(n)}" for n in notes)]
+    lines += ["", KEEP_MARKER]
+    text = "\n".join(lines) + "\n"
+    return text + kept.lstrip("\n") if kept else text
+
+
+def write_summary(result: BenchResult, page: Path, out_dir: Path, command: str) -> Path:
+    """Write the summary page, keeping what follows ``KEEP_MARKER`` in the page already there."""
+    page = Path(page)
+    kept = ""
+    if page.is_file():
+        old = page.read_text(encoding="utf-8")
+        if KEEP_MARKER in old:
+            kept = old.split(KEEP_MARKER, 1)[1]
+    rel = os.path.relpath(Path(out_dir).resolve(), page.resolve().parent)
+    text = summary_markdown(result, Path(rel).as_posix(), f"{command} --summary {page}", kept)
+    atomic_write_text(page, text)
+    log.debug("wrote %s", page)
+    return page

@@ -39,7 +39,6 @@ from archsmith.errors import InputError
 
 __all__ = [
     "BENCHMARKS",
-    "DEFAULT_DATASET",
     "FORMAT",
     "OBJECTIVES",
     "Aggregate",
@@ -57,11 +56,15 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-FORMAT: Final = 1
-"""Version of ``results.json``; raised when a field changes meaning or disappears."""
+FORMAT: Final = 2
+"""Version of ``results.json``; raised when a field changes meaning or disappears.
+
+2: a benchmark may be searched on several datasets (``config.datasets`` maps a benchmark to a list,
+aggregates and plots are per benchmark, dataset and objective, ``BenchmarkInfo.datasets``); user
+spaces (``config.spaces``); ``config.device`` may be null (each space's first device); skipped
+entries carry their dataset; aggregates add ``best_accuracy_mean``."""
 BENCHMARKS: Final = ("macro", "nb201")
 OBJECTIVES: Final = ("accuracy", "m-factor", "latency")
-DEFAULT_DATASET: Final = "cifar10"
 LLM_STRATEGY: Final = "llm"
 _CHUNKS_PER_WORKER: Final = 8  # enough for a smooth progress bar and load balance, few round trips
 
@@ -93,10 +96,16 @@ class BenchConfig(BaseModel):
         default=20, description="A count (seeds 0..N-1, N >= 1) or a list of distinct seeds >= 0."
     )
     budget: int = Field(default=10, ge=1, description="Evaluations per search, at least 1.")
-    datasets: dict[str, str] = Field(
-        default_factory=dict, description=f"Benchmark -> dataset; {DEFAULT_DATASET} if absent."
+    datasets: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="Benchmark -> datasets to search; every dataset of a benchmark not listed.",
     )
-    device: str = Field(default="pi4", description="Device of the latency objective.")
+    spaces: list[Path] = Field(
+        default_factory=list, description="User space files (archsmith.bench.space_file)."
+    )
+    device: str | None = Field(
+        default=None, description="Device of the latency objective; None: each space's first."
+    )
     max_latency_ms: float | None = Field(
         default=None, gt=0, description="The latency objective's limit in ms, above 0."
     )
@@ -109,6 +118,14 @@ class BenchConfig(BaseModel):
         default=None, description="The LLM strategy's model, e.g. openai:gpt-4o; None: no LLM."
     )
     base_url: str | None = Field(default=None, description="An OpenAI-compatible server's URL.")
+
+    @field_validator("datasets", mode="before")
+    @classmethod
+    def _dataset_lists(cls, v: Any) -> Any:
+        """A single dataset per benchmark (format 1's shape) is a list of one."""
+        if isinstance(v, dict):
+            return {k: [d] if isinstance(d, str) else d for k, d in v.items()}
+        return v
 
     @field_validator("seeds")
     @classmethod
@@ -128,9 +145,9 @@ class BenchConfig(BaseModel):
         """The seeds every (benchmark, objective, strategy) is searched with."""
         return list(range(self.seeds)) if isinstance(self.seeds, int) else list(self.seeds)
 
-    def dataset_for(self, benchmark: str) -> str:
-        """The dataset searched on ``benchmark``."""
-        return self.datasets.get(benchmark, DEFAULT_DATASET)
+    def datasets_for(self, benchmark: str, space: TabularSpace) -> list[str]:
+        """The datasets searched on ``benchmark``: those asked for, else every one it has."""
+        return list(self.datasets.get(benchmark) or space.datasets)
 
     def command(self) -> str:
         """An ``archsmith bench`` command line that reproduces this grid (the jobs aside)."""
@@ -145,10 +162,13 @@ class BenchConfig(BaseModel):
             map(str, seeds)
         )]  # fmt: skip
         args += ["--budget", str(self.budget)]
-        for bench, dataset in sorted(self.datasets.items()):
-            args += ["--dataset", f"{bench}={dataset}"]
+        for bench, datasets in sorted(self.datasets.items()):
+            args += ["--dataset", f"{bench}={','.join(datasets)}"]
+        for path in self.spaces:
+            args += ["--space", str(path)]
         if self.objectives is None or "latency" in self.objectives:
-            args += ["--device", self.device]
+            if self.device is not None:
+                args += ["--device", self.device]
             if self.max_latency_ms is not None:
                 args += ["--max-latency-ms", f"{self.max_latency_ms:g}"]
         if self.alpha != 1.0:
@@ -214,6 +234,7 @@ class Aggregate(BaseModel):
     best_rank_min: int
     best_rank_max: int
     best_accuracy_median: float
+    best_accuracy_mean: float = Field(description="GENIUS and RoBoT report mean accuracies.")
     m_factor_median: float | None
     feasible_fraction: float = Field(description="Share of seeds whose best meets the constraint.")
     curve_median: list[float] = Field(description="Median best rank so far after each evaluation.")
@@ -229,19 +250,21 @@ class Skipped(BaseModel):
     kind: Literal["benchmark", "objective", "strategy"]
     name: str
     benchmark: str | None = None
+    dataset: str | None = None
     reason: str
 
 
 class BenchmarkInfo(BaseModel):
-    """A benchmark as searched: which space and dataset, its size and devices."""
+    """A benchmark as searched: which space and datasets, its size and devices."""
 
     model_config = ConfigDict(extra="forbid")
 
     benchmark: str
     space: str
-    dataset: str
+    datasets: list[str]
     size: int
     devices: list[str]
+    source: str | None = Field(default=None, description="The space file of a user's space.")
 
 
 class BenchResult(BaseModel):
@@ -280,6 +303,10 @@ class Components(Protocol):
         """The space; an InputError that says how to get it when its table is absent."""
         ...
 
+    def load_space_file(self, path: Path) -> TabularSpace:
+        """A user's space file; an InputError with the line and what to fix when it is bad."""
+        ...
+
     def make_objective(
         self,
         name: str,
@@ -314,6 +341,11 @@ class RealComponents:
         from archsmith.bench.spaces import load_space
 
         return load_space(name, data_dir)
+
+    def load_space_file(self, path: Path) -> TabularSpace:
+        from archsmith.bench.space_file import load_space_file
+
+        return load_space_file(path)
 
     def make_objective(
         self,
@@ -356,19 +388,25 @@ class RealComponents:
 class _Task:
     index: int
     benchmark: str
+    dataset: str
     objective: str
     strategy: str
     seed: int
 
 
+Cell = tuple[str, str, str]
+"""(benchmark, dataset, objective key): one table of results."""
+
+
 @dataclass
 class _Plan:
     spaces: dict[str, TabularSpace]
-    objectives: dict[tuple[str, str], Objective]  # (benchmark, key) -> objective, m-factor too
-    cells: list[tuple[str, str]]  # (benchmark, objective key) searched, in order
+    objectives: dict[Cell, Objective]  # the m-factor too, where the space has sizes
+    cells: list[Cell]  # searched, in order
     strategies: list[str]
     skipped: list[Skipped]
     chat: Any
+    files: dict[str, Path]  # a user space's name -> its space file
 
 
 def _unknown(kind: str, names: Sequence[str], known: Sequence[str]) -> None:
@@ -379,13 +417,47 @@ def _unknown(kind: str, names: Sequence[str], known: Sequence[str]) -> None:
         )
 
 
+def _load_spaces(
+    config: BenchConfig, parts: Components, skipped: list[Skipped]
+) -> tuple[dict[str, TabularSpace], dict[str, Path]]:
+    """The built-in benchmarks asked for (all, without --space or -b) and the user's spaces,
+    with the file of each user space by its name."""
+    spaces: dict[str, TabularSpace] = {}
+    files: dict[str, Path] = {}
+    named = config.benchmarks or ([] if config.spaces else list(BENCHMARKS))
+    for bench in dict.fromkeys(named):
+        try:
+            spaces[bench] = _load(parts, bench, config)
+        except InputError as e:
+            if config.benchmarks is not None:
+                raise
+            log.info("benchmark %s skipped: %s", bench, e)
+            skipped.append(Skipped(kind="benchmark", name=bench, reason=str(e)))
+    for path in config.spaces:
+        space = parts.load_space_file(path)
+        if space.name in spaces:
+            raise InputError(f"space {path} is named {space.name!r}, as another benchmark is")
+        _check_datasets(space.name, space, config)
+        spaces[space.name] = space
+        files[space.name] = path
+    if not spaces:
+        reasons = "; ".join(f"{s.name}: {s.reason}" for s in skipped if s.kind == "benchmark")
+        raise InputError(f"no benchmark can run here ({reasons})")
+    unknown = [b for b in config.datasets if b not in spaces and b not in BENCHMARKS]
+    if unknown:
+        raise InputError(
+            f"--dataset names benchmark(s) {', '.join(map(repr, unknown))} that do not run;"
+            f" running: {', '.join(spaces)}"
+        )
+    return spaces, files
+
+
 def _plan(config: BenchConfig, parts: Components) -> _Plan:
     """Check the whole grid and build what it needs; InputError before any search otherwise."""
     known_strategies = parts.strategy_names()
     _unknown("benchmark", config.benchmarks or (), BENCHMARKS)
     _unknown("objective", config.objectives or (), OBJECTIVES)
     _unknown("strategy", config.strategies or (), known_strategies)
-    _unknown("benchmark", list(config.datasets), BENCHMARKS)
     skipped: list[Skipped] = []
 
     strategies = list(dict.fromkeys(config.strategies or known_strategies))
@@ -400,58 +472,77 @@ def _plan(config: BenchConfig, parts: Components) -> _Plan:
         strategies.remove(LLM_STRATEGY)
         skipped.append(Skipped(kind="strategy", name=LLM_STRATEGY, reason=why))
 
-    spaces: dict[str, TabularSpace] = {}
-    for bench in dict.fromkeys(config.benchmarks or BENCHMARKS):
-        try:
-            space = _load(parts, bench, config.dataset_for(bench), config.data_dir)
-        except InputError as e:
-            if config.benchmarks is not None:
-                raise
-            log.info("benchmark %s skipped: %s", bench, e)
-            skipped.append(Skipped(kind="benchmark", name=bench, reason=str(e)))
-            continue
-        spaces[bench] = space
-    if not spaces:
-        reasons = "; ".join(f"{s.name}: {s.reason}" for s in skipped if s.kind == "benchmark")
-        raise InputError(f"no benchmark can run here ({reasons})")
-
-    objectives: dict[tuple[str, str], Objective] = {}
-    cells: list[tuple[str, str]] = []
+    spaces, files = _load_spaces(config, parts, skipped)
+    objectives: dict[Cell, Objective] = {}
+    cells: list[Cell] = []
+    wanted = config.objectives or list(OBJECTIVES)
     for bench, space in spaces.items():
-        dataset = config.dataset_for(bench)
-        for key in dict.fromkeys([*(config.objectives or OBJECTIVES), "m-factor"]):
-            searched = key in (config.objectives or OBJECTIVES)
-            if key == "latency":
-                if not space.devices:
-                    reason = f"not applicable: {space.name} has no measured latency"
+        for dataset in config.datasets_for(bench, space):
+            for key in dict.fromkeys([*wanted, "m-factor"]):
+                searched = key in wanted
+                reason = _not_applicable(key, space, dataset, config)
+                if reason is None:
+                    objectives[(bench, dataset, key)] = _objective(
+                        parts, config, key, space, dataset
+                    )
+                    if searched:
+                        cells.append((bench, dataset, key))
+                elif searched:
                     skipped.append(
-                        Skipped(kind="objective", name=key, benchmark=bench, reason=reason)
+                        Skipped(
+                            kind="objective",
+                            name=key,
+                            benchmark=bench,
+                            dataset=dataset,
+                            reason=reason,
+                        )
                     )
-                    continue
-                if config.device not in space.devices:
-                    raise InputError(
-                        f"unknown device {config.device!r} for {space.name}; choose from"
-                        f" {', '.join(space.devices)}"
-                    )
-            objectives[(bench, key)] = _objective(parts, config, key, space, dataset)
-            if searched:
-                cells.append((bench, key))
     if not cells:
         raise InputError(
             "nothing to run: "
-            + "; ".join(f"{s.name} on {s.benchmark}: {s.reason}" for s in skipped)
+            + "; ".join(f"{s.name} on {s.benchmark} {s.dataset}: {s.reason}" for s in skipped)
         )
     # Last, as it is the one check that costs a request.
     chat = parts.make_llm(llm, config.base_url) if llm and LLM_STRATEGY in strategies else None
-    return _Plan(spaces, objectives, cells, strategies, skipped, chat)
+    return _Plan(spaces, objectives, cells, strategies, skipped, chat, files)
 
 
-def _load(parts: Components, bench: str, dataset: str, data_dir: Path | None) -> TabularSpace:
-    space = parts.load_space(bench, data_dir)
-    if dataset not in space.datasets:
+def _not_applicable(key: str, space: TabularSpace, dataset: str, config: BenchConfig) -> str | None:
+    """Why objective ``key`` cannot run on this space and dataset, or None when it can.
+
+    An explicit device the space lacks is an error, not a reason: the user asked for it.
+    """
+    archs = space.all_archs()
+    first = space.record(archs[0], dataset)
+    if key == "m-factor" and first.params is None:
+        return f"not applicable: {space.name} gives no parameter counts"
+    if key != "latency":
+        return None
+    if not space.devices:
+        return f"not applicable: {space.name} has no measured latency"
+    if config.device is not None and config.device not in space.devices:
         raise InputError(
-            f"{space.name} has no dataset {dataset!r}; it has {', '.join(space.datasets)}"
+            f"unknown device {config.device!r} for {space.name}; choose from"
+            f" {', '.join(space.devices)}"
         )
+    device = config.device or space.devices[0]
+    if device not in first.latency_ms:
+        return f"not applicable: {space.name} has no {device} latency on {dataset}"
+    return None
+
+
+def _check_datasets(bench: str, space: TabularSpace, config: BenchConfig) -> None:
+    missing = [d for d in config.datasets.get(bench, []) if d not in space.datasets]
+    if missing:
+        raise InputError(
+            f"{space.name} has no dataset {', '.join(map(repr, missing))}; it has"
+            f" {', '.join(space.datasets)}"
+        )
+
+
+def _load(parts: Components, bench: str, config: BenchConfig) -> TabularSpace:
+    space = parts.load_space(bench, config.data_dir)
+    _check_datasets(bench, space, config)
     return space
 
 
@@ -464,7 +555,7 @@ def _objective(
             key,
             space,
             dataset,
-            device=config.device if latency else None,
+            device=(config.device or space.devices[0]) if latency else None,
             max_latency_ms=config.max_latency_ms if latency else None,
             alpha=config.alpha if key == "m-factor" else 1.0,
         )
@@ -481,53 +572,61 @@ class _Context:
     """What searches share within one process: spaces, objectives and rank tables, each built once.
 
     The main process hands over what it built while planning; a worker builds them on first use
-    from the configuration, except the ranks, which it receives (computed once, in the main one).
+    from the configuration and the space files' paths by name, except the ranks, which it
+    receives (computed once, in the main one).
     """
 
     def __init__(
         self,
         config: BenchConfig,
         parts: Components,
-        rank_lists: dict[tuple[str, str], list[int]],
+        rank_lists: dict[Cell, list[int]],
+        files: dict[str, Path],
         plan: _Plan | None = None,
     ) -> None:
         self.config = config
         self.parts = parts
         self.rank_lists = rank_lists
+        self.files = files
         self.spaces: dict[str, TabularSpace] = dict(plan.spaces) if plan else {}
-        self.objectives: dict[tuple[str, str], Objective] = dict(plan.objectives) if plan else {}
-        self.ranks: dict[tuple[str, str], dict[Arch, int]] = {}
+        self.objectives: dict[Cell, Objective] = dict(plan.objectives) if plan else {}
+        self.ranks: dict[Cell, dict[Arch, int]] = {}
 
     def space(self, bench: str) -> TabularSpace:
         if bench not in self.spaces:
-            self.spaces[bench] = self.parts.load_space(bench, self.config.data_dir)
+            path = self.files.get(bench)
+            self.spaces[bench] = (
+                self.parts.load_space_file(path)
+                if path is not None
+                else self.parts.load_space(bench, self.config.data_dir)
+            )
         return self.spaces[bench]
 
-    def objective(self, bench: str, key: str) -> Objective:
-        if (bench, key) not in self.objectives:
+    def objective(self, bench: str, dataset: str, key: str) -> Objective | None:
+        """The objective, or None for an m-factor the space cannot have (no sizes)."""
+        cell = (bench, dataset, key)
+        if cell not in self.objectives:
             space = self.space(bench)
-            self.objectives[(bench, key)] = _objective(
-                self.parts, self.config, key, space, self.config.dataset_for(bench)
-            )
-        return self.objectives[(bench, key)]
+            if _not_applicable(key, space, dataset, self.config) is not None:
+                return None
+            self.objectives[cell] = _objective(self.parts, self.config, key, space, dataset)
+        return self.objectives[cell]
 
-    def rank_table(self, bench: str, key: str) -> dict[Arch, int]:
-        if (bench, key) not in self.ranks:
-            archs = self.space(bench).all_archs()
-            self.ranks[(bench, key)] = dict(zip(archs, self.rank_lists[(bench, key)], strict=True))
-        return self.ranks[(bench, key)]
+    def rank_table(self, cell: Cell) -> dict[Arch, int]:
+        if cell not in self.ranks:
+            archs = self.space(cell[0]).all_archs()
+            self.ranks[cell] = dict(zip(archs, self.rank_lists[cell], strict=True))
+        return self.ranks[cell]
 
     def run(self, task: _Task, chat: Any = None) -> SearchResult:
         """One search with its own fresh strategy; the strategy's bugs propagate."""
         space = self.space(task.benchmark)
-        dataset = self.config.dataset_for(task.benchmark)
-        objective = self.objective(task.benchmark, task.objective)
+        cell = (task.benchmark, task.dataset, task.objective)
+        objective = self.objective(*cell)
+        if objective is None:
+            raise RuntimeError(f"objective {task.objective} was planned but cannot be built")
         evaluator = Evaluator(
-            space,
-            dataset,
-            objective,
-            self.config.budget,
-            self.rank_table(task.benchmark, task.objective),
+            space, task.dataset, objective, self.config.budget, self.rank_table(cell)
         )
         strategy = self.parts.make_strategy(task.strategy, llm=chat)
         start = time.perf_counter()
@@ -546,12 +645,13 @@ class _Context:
                 "%s left %d of %d evaluations unspent on %s (seed %d)",
                 task.strategy, evaluator.remaining, evaluator.budget, space.name, task.seed,
             )  # fmt: skip
-        m_factor = self.objective(task.benchmark, "m-factor").score(best.record)
+        sized = self.objective(task.benchmark, task.dataset, "m-factor")
+        m_factor = sized.score(best.record) if sized is not None else math.nan
         calls = getattr(strategy, "llm_calls", None) or []
         return SearchResult(
             strategy=task.strategy,
             benchmark=task.benchmark,
-            dataset=dataset,
+            dataset=task.dataset,
             objective=task.objective,
             objective_label=objective.name,
             seed=task.seed,
@@ -573,10 +673,13 @@ _WORKER: _Context | None = None
 
 
 def _init_worker(
-    config: BenchConfig, parts: Components, rank_lists: dict[tuple[str, str], list[int]]
+    config: BenchConfig,
+    parts: Components,
+    rank_lists: dict[Cell, list[int]],
+    files: dict[str, Path],
 ) -> None:
     global _WORKER  # one context per worker process
-    _WORKER = _Context(config, parts, rank_lists)
+    _WORKER = _Context(config, parts, rank_lists, files)
 
 
 def _run_chunk(tasks: list[_Task]) -> list[tuple[int, SearchResult]]:
@@ -604,18 +707,17 @@ def run_bench(
     started = time.perf_counter()
     parts = components if components is not None else RealComponents()
     plan = _plan(config, parts)
-    rank_lists: dict[tuple[str, str], list[int]] = {}
-    for bench, key in plan.cells:
-        space = plan.spaces[bench]
-        table = Evaluator.rank_table(
-            space, config.dataset_for(bench), plan.objectives[(bench, key)]
-        )
-        rank_lists[(bench, key)] = [table[a] for a in space.all_archs()]
+    rank_lists: dict[Cell, list[int]] = {}
+    for cell in plan.cells:
+        space = plan.spaces[cell[0]]
+        table = Evaluator.rank_table(space, cell[1], plan.objectives[cell])
+        rank_lists[cell] = [table[a] for a in space.all_archs()]
+    files = plan.files
     tasks = [
-        _Task(i, bench, key, strategy, seed)
-        for i, (bench, key, strategy, seed) in enumerate(
-            (b, k, s, seed)
-            for b, k in plan.cells
+        _Task(i, bench, dataset, key, strategy, seed)
+        for i, (bench, dataset, key, strategy, seed) in enumerate(
+            (b, d, k, s, seed)
+            for b, d, k in plan.cells
             for s in plan.strategies
             for seed in config.seed_list
         )
@@ -624,8 +726,8 @@ def run_bench(
     log.info("%d searches: %d cells x %d strategies", total, len(plan.cells), len(plan.strategies))
     report = progress or (lambda done, total: None)
     report(0, total)
-    context = _Context(config, parts, rank_lists, plan)
-    results = _execute(config, parts, context, plan.chat, rank_lists, tasks, report)
+    context = _Context(config, parts, rank_lists, files, plan)
+    results = _execute(config, parts, context, plan.chat, rank_lists, files, tasks, report)
     searches = [results[t.index] for t in tasks]
     return BenchResult(
         command=config.command(),
@@ -634,9 +736,10 @@ def run_bench(
             BenchmarkInfo(
                 benchmark=b,
                 space=s.name,
-                dataset=config.dataset_for(b),
+                datasets=list(dict.fromkeys(d for bench, d, _ in plan.cells if bench == b)),
                 size=s.size(),
                 devices=list(s.devices),
+                source=str(files[b]) if b in files else None,
             )
             for b, s in plan.spaces.items()
         ],
@@ -655,7 +758,8 @@ def _execute(
     parts: Components,
     context: _Context,
     chat: Any,
-    rank_lists: dict[tuple[str, str], list[int]],
+    rank_lists: dict[Cell, list[int]],
+    files: dict[str, Path],
     tasks: list[_Task],
     report: Progress,
 ) -> dict[int, SearchResult]:
@@ -687,7 +791,7 @@ def _execute(
                 max_workers=workers,
                 mp_context=multiprocessing.get_context("spawn"),
                 initializer=_init_worker,
-                initargs=(config, parts, rank_lists),
+                initargs=(config, parts, rank_lists, files),
             )
             pending = [pool.submit(_run_chunk, pooled[i::n_chunks]) for i in range(n_chunks)]
             log.debug("%d searches in %d chunks on %d workers", len(pooled), len(pending), workers)
@@ -713,17 +817,17 @@ def _quartiles(values: Sequence[float]) -> tuple[float, float, float]:
 def aggregate(
     searches: Sequence[SearchResult], sizes: dict[str, int], budget: int
 ) -> list[Aggregate]:
-    """Per (benchmark, objective, strategy), in the order the searches come: ranks, accuracy,
-    M-factor and feasibility over seeds, and the best-so-far curve's median and quartiles.
+    """Per (benchmark, dataset, objective, strategy), in the order the searches come: ranks,
+    accuracy, M-factor and feasibility over seeds, and the best-so-far curve's median and quartiles.
 
     A search that stopped early keeps its last best rank for the evaluations it did not make, as
     a best-so-far curve would.
     """
-    groups: dict[tuple[str, str, str], list[SearchResult]] = {}
+    groups: dict[tuple[str, str, str, str], list[SearchResult]] = {}
     for s in searches:
-        groups.setdefault((s.benchmark, s.objective, s.strategy), []).append(s)
+        groups.setdefault((s.benchmark, s.dataset, s.objective, s.strategy), []).append(s)
     out: list[Aggregate] = []
-    for (bench, key, strategy), group in groups.items():
+    for (bench, _, key, strategy), group in groups.items():
         ranks = [float(s.best_rank) for s in group]
         q25, median, q75 = _quartiles(ranks)
         curves = np.asarray([_pad(s.best_rank_so_far, budget) for s in group], dtype=float).reshape(
@@ -748,6 +852,7 @@ def aggregate(
                 best_rank_min=min(s.best_rank for s in group),
                 best_rank_max=max(s.best_rank for s in group),
                 best_accuracy_median=float(np.median([s.best_accuracy for s in group])),
+                best_accuracy_mean=float(np.mean([s.best_accuracy for s in group])),
                 m_factor_median=float(np.median(m_factors)) if m_factors else None,
                 feasible_fraction=sum(s.feasible for s in group) / len(group),
                 curve_median=[float(v) for v in c50],

@@ -21,12 +21,14 @@ import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, NoReturn, SupportsIndex, TypeVar, cast
 
 from archsmith.bench.base import Arch, Record, TabularSpace
 from archsmith.config import Settings
 from archsmith.data.registry import REGISTRY
 from archsmith.errors import InputError
+from archsmith.search.moves import Role
 
 __all__ = [
     "MACRO_FILE",
@@ -185,6 +187,9 @@ class NasBenchMacro(_TableSpace):
     choices: tuple[str, ...] = ("Identity", "MB3_K3", "MB6_K5")
     datasets: tuple[str, ...] = ("cifar10",)
     devices: tuple[str, ...] = ()
+    #: From least to most capacity: Identity (the layer is skipped) < MB3_K3 < MB6_K5.
+    capacity: tuple[int, ...] = (0, 1, 2)
+    roles: Mapping[int, Role] = MappingProxyType({0: "identity"})
 
     def encode(self, arch: Arch) -> str:
         """The table's key: one digit per layer."""
@@ -324,6 +329,10 @@ class NasBench201(_TableSpace):
     choices: tuple[str, ...] = _NB201_CHOICES
     datasets: tuple[str, ...] = ("cifar10", "cifar100", "imagenet16-120")
     devices: tuple[str, ...] = ("pi4", "pixel3", "fpga", "eyeriss")
+    #: From least to most capacity: none < skip_connect < avg_pool_3x3 < nor_conv_1x1 <
+    #: nor_conv_3x3 (pooling has no weights; a 3x3 kernel has nine times a 1x1's).
+    capacity: tuple[int, ...] = (0, 1, 4, 2, 3)
+    roles: Mapping[int, Role] = MappingProxyType({0: "none", 1: "skip"})
 
     def encode(self, arch: Arch) -> str:
         """The benchmark's architecture string."""
@@ -368,13 +377,41 @@ def _file_key(path: Path, expected: str) -> tuple[str, int, int]:
     return str(resolved), stat.st_mtime_ns, stat.st_size
 
 
-def _read_text(path: Path) -> str:
+def read_text(path: Path, what: str = "benchmark table") -> str:
+    """A user's file as text; an InputError naming ``what`` it is otherwise."""
     try:
         return path.read_text(encoding="utf-8")
+    except FileNotFoundError as e:
+        raise InputError(f"{what} {path} does not exist") from e
+    except IsADirectoryError as e:
+        raise InputError(f"{what} {path} is a directory; give a JSON file") from e
     except UnicodeDecodeError as e:
-        raise InputError(f"benchmark table {path} is not UTF-8 text: {e.reason}") from e
+        raise InputError(f"{what} {path} is not UTF-8 text: {e.reason}") from e
     except OSError as e:
-        raise InputError(f"cannot read benchmark table {path}: {e.strerror}") from e
+        raise InputError(f"cannot read {what} {path}: {e.strerror}") from e
+
+
+def json_with_repeats(text: str, path: Path, what: str) -> tuple[Any, list[str]]:
+    """The parsed JSON, and every key that repeats within one of its objects (``json`` keeps the
+    last silently, which would hide a broken table)."""
+    repeated: list[str] = []
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        out = dict(items)
+        if len(out) != len(items):
+            seen: set[str] = set()
+            for k, _ in items:
+                if k in seen:
+                    repeated.append(k)
+                seen.add(k)
+        return out
+
+    try:
+        return json.loads(text, object_pairs_hook=pairs), repeated
+    except json.JSONDecodeError as e:
+        raise InputError(
+            f"{what} {path}, line {e.lineno}, column {e.colno}: not valid JSON ({e.msg})"
+        ) from e
 
 
 def _number(value: object, where: str, *, low: float, high: float = math.inf) -> float:
@@ -392,26 +429,7 @@ def _number(value: object, where: str, *, low: float, high: float = math.inf) ->
 
 
 def _parse_macro(path: Path) -> NasBenchMacro:
-    text = _read_text(path)
-    duplicates: list[str] = []
-
-    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
-        out = dict(items)
-        if len(out) != len(items):
-            seen: set[str] = set()
-            for k, _ in items:
-                if k in seen:
-                    duplicates.append(k)
-                seen.add(k)
-        return out
-
-    try:
-        data = json.loads(text, object_pairs_hook=pairs)
-    except json.JSONDecodeError as e:
-        raise InputError(
-            f"NAS-Bench-Macro table {path} is not valid JSON (line {e.lineno}, column {e.colno}:"
-            f" {e.msg})"
-        ) from e
+    data, duplicates = json_with_repeats(read_text(path), path, "NAS-Bench-Macro table")
     if duplicates:
         raise InputError(f"NAS-Bench-Macro table {path}: key {duplicates[0]!r} appears twice")
     if not isinstance(data, dict) or not data:
@@ -472,7 +490,7 @@ def _nb201_row_error(row: list[str], col: Mapping[str, int], where: str) -> NoRe
 
 
 def _parse_nb201(path: Path) -> NasBench201:
-    reader = csv.reader(io.StringIO(_read_text(path)))
+    reader = csv.reader(io.StringIO(read_text(path)))
     header = next(reader, None)
     if header is None:
         raise InputError(f"NAS-Bench-201 table {path} is empty; it needs a header line")

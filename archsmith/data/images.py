@@ -3,6 +3,11 @@
 Every image dataset comes out as uint8 channels-first (N, C, H, W). Folders of image files are
 resized with Pillow's BOX filter (area averaging), the same mean pooling that produced the shared
 32x32 malaria npz, so both malaria layouts give comparable pixels.
+
+Splits: the malaria npz's ``split`` array and class folders under ``train/``, ``validation/`` and
+``test/`` folders are the source's own splits and are used as they are; a source without them
+(the NIH ``cell_images`` zip, the EuroSAT zip, the embedded datasets) gets a seeded, stratified
+20 % test carve-out and then the paper's 8:2 train/validation split of the rest.
 """
 
 from __future__ import annotations
@@ -17,8 +22,16 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from archsmith.data.common import LoadedDataset, Search, Source, read_npz, split_pooled
+from archsmith.data.common import (
+    LoadedDataset,
+    Search,
+    Source,
+    npz_splits,
+    read_npz,
+    split_rows,
+)
 from archsmith.data.registry import DatasetInfo
+from archsmith.data.splits import TRAIN, split_code
 from archsmith.errors import InputError
 
 __all__ = [
@@ -27,6 +40,7 @@ __all__ = [
     "MALARIA_CLASSES",
     "SYNTHETIC_DEFAULTS",
     "find_class_folders",
+    "folder_splits",
     "load_digits_dataset",
     "load_eurosat",
     "load_malaria",
@@ -145,15 +159,39 @@ def _folder_source(
     return None
 
 
+def folder_splits(root: Path, files: tuple[Path, ...]) -> npt.NDArray[np.int64] | None:
+    """Each file's split from the folder above its class folder (``train/Parasitized/x.png``).
+
+    Only when every class folder sits in a split-named folder below ``root`` and some are
+    training ones; otherwise the layout has no splits of its own (None) and all are pooled.
+    """
+    codes: list[int] = []
+    for f in files:
+        holder = f.parent.parent
+        code = split_code(holder.name) if holder != root else None
+        if code is None:
+            return None
+        codes.append(code)
+    found = np.array(codes, dtype=np.int64)
+    return found if (found == TRAIN).any() else None
+
+
 def _load_folder(source: Source, classes: tuple[str, ...], seed: int) -> LoadedDataset:
-    """Images labelled by their class folder's name (matched in any case), split 8:2."""
+    """Images labelled by their class folder's name (matched in any case), in the folders' own
+    splits when they are in split folders, else carved out (20 % test, then 8:2)."""
     if source.path is None:
         raise ValueError("a folder source needs a path")
     label_of = {c.lower(): k for k, c in enumerate(classes)}
     labels = np.array([label_of[f.parent.name.lower()] for f in source.files], dtype=np.int64)
-    logger.info("reading %d images from %s", len(source.files), source.path)
+    given = folder_splits(source.path, source.files)
+    logger.info(
+        "reading %d images from %s (%s)",
+        len(source.files),
+        source.path,
+        "pooled" if given is None else "in the folders' own splits",
+    )
     x = read_images(list(source.files))
-    return split_pooled(x, labels, classes, str(source.path), seed=seed)
+    return split_rows(x, labels, classes, str(source.path), seed=seed, given=given)
 
 
 # --- malaria ---------------------------------------------------------------------------------
@@ -184,7 +222,8 @@ def locate_malaria(info: DatasetInfo, data_dir: Path | None) -> Source:
 
 
 def load_malaria(source: Source, seed: int, options: dict[str, int]) -> LoadedDataset:
-    """All malaria images, labelled Parasitized=0, Uninfected=1 whatever the file's own order."""
+    """All malaria images, labelled Parasitized=0, Uninfected=1 whatever the file's own order,
+    in the file's own train/validation/test split when it has one."""
     if source.layout == "malaria-folders":
         return _load_folder(source, MALARIA_CLASSES, seed)
     if source.path is None:
@@ -208,8 +247,9 @@ def load_malaria(source: Source, seed: int, options: dict[str, int]) -> LoadedDa
         ) from e
     if len(labels) and (labels.min() < 0 or labels.max() >= len(names)):
         raise InputError(f"{path}: labels must lie in 0..{len(names) - 1}")
+    given = npz_splits(path, arrays, len(images))
     x = np.ascontiguousarray(images.transpose(0, 3, 1, 2))
-    return split_pooled(x, remap[labels], MALARIA_CLASSES, str(path), seed=seed)
+    return split_rows(x, remap[labels], MALARIA_CLASSES, str(path), seed=seed, given=given)
 
 
 # --- eurosat ---------------------------------------------------------------------------------
@@ -243,7 +283,7 @@ def load_digits_dataset(source: Source, seed: int, options: dict[str, int]) -> L
     digits: Any = load_digits()
     x = np.rint(np.asarray(digits.images, dtype=np.float64) * (255.0 / 16.0)).astype(np.uint8)
     names = tuple(str(int(t)) for t in digits.target_names)
-    return split_pooled(
+    return split_rows(
         x[:, None], np.asarray(digits.target), names, "sklearn.datasets.load_digits", seed=seed
     )
 
@@ -272,4 +312,4 @@ def load_synthetic(source: Source, seed: int, options: dict[str, int]) -> Loaded
         raise InputError(f"synthetic: num_classes must be at least 2, got {num_classes}")
     x, y = make_synthetic(options["num_samples"], num_classes, seed)
     names = tuple(f"class_{i}" for i in range(num_classes))
-    return split_pooled(x, y, names, "synthetic", seed=seed)
+    return split_rows(x, y, names, "synthetic", seed=seed)

@@ -3,6 +3,10 @@
 The files are read with an unpickler that only rebuilds numpy arrays and plain containers: a
 pickle can run arbitrary code, and a data folder is not a place to trust code from. The original
 CIFAR files were pickled by Python 2, hence ``encoding="latin1"`` (numpy's advice for them).
+
+Splits: each source's own held-out file is the test split (CIFAR's test batch, ImageNet16's
+``val_data``), never read for a decision; validation is the paper's 8:2 seeded, stratified carve
+out of the training files.
 """
 
 from __future__ import annotations
@@ -15,14 +19,16 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from archsmith.data.common import LoadedDataset, Search, Source, read_npz
+from archsmith.data.common import LoadedDataset, Search, Source, read_npz, split_rows
 from archsmith.data.registry import DatasetInfo
+from archsmith.data.splits import TEST, TRAIN
 from archsmith.errors import InputError
 
 __all__ = [
     "CIFAR10_CLASSES",
     "CIFAR100_CLASSES",
     "IMAGENET16_CLASSES",
+    "held_out",
     "load_cifar10",
     "load_cifar100",
     "load_imagenet16",
@@ -271,23 +277,42 @@ def _stack(
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 
+def held_out(
+    train: tuple[npt.NDArray[Any], npt.NDArray[np.int64]],
+    test: tuple[npt.NDArray[Any], npt.NDArray[np.int64]],
+    class_names: tuple[str, ...],
+    source: str,
+    seed: int,
+    names: dict[int, str],
+) -> LoadedDataset:
+    """The source's training and test parts; validation is carved 8:2 out of the training part."""
+    given = np.repeat(np.array([TRAIN, TEST], dtype=np.int64), [len(train[1]), len(test[1])])
+    x = np.concatenate([train[0], test[0]])
+    y = np.concatenate([train[1], test[1]])
+    return split_rows(x, y, class_names, source, seed=seed, given=given, names=names)
+
+
 def load_cifar10(source: Source, seed: int, options: dict[str, int]) -> LoadedDataset:
-    """Train = the five training batches, validation = the test batch (the usual CIFAR split)."""
+    """Test = the test batch; train and validation = the five training batches, split 8:2."""
     if source.path is None:
         raise ValueError("a CIFAR source needs a path")
     if source.layout == "cifar-npz":
-        return _load_cifar10_npz(source.path)
-    x_train, y_train = _stack(source.files[:-1], "labels", (3, 32, 32))
-    x_val, y_val = _stack(source.files[-1:], "labels", (3, 32, 32))
+        return _load_cifar10_npz(source.path, seed)
+    train = _stack(source.files[:-1], "labels", (3, 32, 32))
+    test = _stack(source.files[-1:], "labels", (3, 32, 32))
     names = _class_names(source.path, "batches.meta", "label_names", CIFAR10_CLASSES)
-    for y, f in ((y_train, source.files[0]), (y_val, source.files[-1])):
+    for (_, y), f in ((train, source.files[0]), (test, source.files[-1])):
         _check_labels(y, len(names), f)
-    return LoadedDataset(x_train, y_train, x_val, y_val, names, str(source.path))
+    words = {
+        TRAIN: "the source's own training split (data_batch_1..5)",
+        TEST: "the source's own test split (test_batch)",
+    }
+    return held_out(train, test, names, str(source.path), seed, words)
 
 
-def _load_cifar10_npz(path: Path) -> LoadedDataset:
+def _load_cifar10_npz(path: Path, seed: int) -> LoadedDataset:
     arrays = read_npz(path, ("x_train", "y_train", "x_test", "y_test"))
-    parts: list[npt.NDArray[Any]] = []
+    parts: list[tuple[npt.NDArray[Any], npt.NDArray[np.int64]]] = []
     for x_key, y_key in (("x_train", "y_train"), ("x_test", "y_test")):
         x, y = arrays[x_key], arrays[y_key].astype(np.int64).ravel()
         if x.dtype != np.uint8 or x.ndim != 4 or x.shape[1:] != (32, 32, 3):
@@ -297,20 +322,28 @@ def _load_cifar10_npz(path: Path) -> LoadedDataset:
         if len(x) != len(y):
             raise InputError(f"{path}: {len(x)} rows in {x_key} but {len(y)} in {y_key}")
         _check_labels(y, len(CIFAR10_CLASSES), path)
-        parts += [np.ascontiguousarray(x.transpose(0, 3, 1, 2)), y]
-    return LoadedDataset(parts[0], parts[1], parts[2], parts[3], CIFAR10_CLASSES, str(path))
+        parts.append((np.ascontiguousarray(x.transpose(0, 3, 1, 2)), y))
+    words = {
+        TRAIN: "the source's own training split (x_train)",
+        TEST: "the source's own test split (x_test)",
+    }
+    return held_out(parts[0], parts[1], CIFAR10_CLASSES, str(path), seed, words)
 
 
 def load_cifar100(source: Source, seed: int, options: dict[str, int]) -> LoadedDataset:
-    """Train = ``train``, validation = ``test``, labelled with the 100 fine labels."""
+    """Test = ``test``; train and validation = ``train`` split 8:2; the 100 fine labels."""
     if source.path is None:
         raise ValueError("a CIFAR source needs a path")
-    x_train, y_train = _stack(source.files[:1], "fine_labels", (3, 32, 32))
-    x_val, y_val = _stack(source.files[1:], "fine_labels", (3, 32, 32))
+    train = _stack(source.files[:1], "fine_labels", (3, 32, 32))
+    test = _stack(source.files[1:], "fine_labels", (3, 32, 32))
     names = _class_names(source.path, "meta", "fine_label_names", CIFAR100_CLASSES)
-    for y, f in ((y_train, source.files[0]), (y_val, source.files[1])):
+    for (_, y), f in ((train, source.files[0]), (test, source.files[1])):
         _check_labels(y, len(names), f)
-    return LoadedDataset(x_train, y_train, x_val, y_val, names, str(source.path))
+    words = {
+        TRAIN: "the source's own training split (train)",
+        TEST: "the source's own test split (test)",
+    }
+    return held_out(train, test, names, str(source.path), seed, words)
 
 
 # --- ImageNet16-120 --------------------------------------------------------------------------
@@ -343,7 +376,15 @@ def _imagenet16_part(
 
 
 def load_imagenet16(source: Source, seed: int, options: dict[str, int]) -> LoadedDataset:
-    """Train = the ten training batches, validation = ``val_data``, both cut to 120 classes."""
-    x_train, y_train = _imagenet16_part(source.files[:-1])
-    x_val, y_val = _imagenet16_part(source.files[-1:])
-    return LoadedDataset(x_train, y_train, x_val, y_val, IMAGENET16_CLASSES, str(source.path))
+    """Test = ``val_data``; train and validation = the ten training batches split 8:2.
+
+    ``val_data`` is ImageNet's validation set, the only labelled held-out part (ImageNet's own
+    test labels are not public), so it plays the test split's role here; both cut to 120 classes.
+    """
+    train = _imagenet16_part(source.files[:-1])
+    test = _imagenet16_part(source.files[-1:])
+    words = {
+        TRAIN: "the source's own training split (train_data_batch_1..10)",
+        TEST: "the source's own held-out split (val_data, ImageNet's validation set)",
+    }
+    return held_out(train, test, IMAGENET16_CLASSES, str(source.path), seed, words)

@@ -3,9 +3,15 @@
 The sandbox has only numpy and torch, so this module imports nothing but numpy and the standard
 library (archsmith's ``InputError`` is used as the error base when it can be imported, a plain
 ``ValueError`` otherwise) and can be imported, or copied, on its own. One ``.npz`` holds
-``x_train``, ``y_train``, ``x_val``, ``y_val`` and ``meta``, a JSON string; images are uint8
-channels-first (N, C, H, W), token sequences int64 (N, L), labels int64. Text datasets add
-``vocabulary`` (the word of each id from 2 on) so new text can be encoded the same way.
+``x_train``, ``y_train``, ``x_val``, ``y_val``, ``x_test``, ``y_test`` and ``meta``, a JSON string;
+images are uint8 channels-first (N, C, H, W), token sequences int64 (N, L), labels int64. Text
+datasets add ``vocabulary`` (the word of each id from 2 on) so new text can be encoded the same way.
+
+The test pair may be absent from a file, and then reads as empty: the candidate's training view
+holds no test rows at all (not even an empty array), and a file made by hand for one job may have
+none. ``meta["counts"]`` guards the rest: a file whose counts name test rows must hold them.
+Format 1 had no test split; such a file is refused by its version, and ``prepare_dataset`` writes
+a new one instead (the version is part of its cache key).
 """
 
 from __future__ import annotations
@@ -32,14 +38,22 @@ else:
 __all__ = [
     "ARRAY_KEYS",
     "FORMAT_VERSION",
+    "REQUIRED_KEYS",
+    "SPLITS",
     "PreparedDataset",
     "PreparedDatasetError",
     "load_prepared",
+    "read_meta",
     "save_prepared",
 ]
 
-FORMAT_VERSION = 1
-ARRAY_KEYS = ("x_train", "y_train", "x_val", "y_val")
+FORMAT_VERSION = 2
+#: The splits, in order, and the arrays of each.
+SPLITS = ("train", "val", "test")
+ARRAY_KEYS = tuple(f"{xy}_{part}" for part in SPLITS for xy in ("x", "y"))
+#: Arrays every file holds; the test pair may be absent (and then reads as empty).
+REQUIRED_KEYS = ARRAY_KEYS[:4]
+OPTIONAL_KEYS = ARRAY_KEYS[4:]
 META_KEY = "meta"
 VOCABULARY_KEY = "vocabulary"
 _REQUIRED_META = ("name", "task", "input_shape", "num_classes", "class_names")
@@ -52,12 +66,18 @@ class PreparedDatasetError(_ErrorBase):
 
 @dataclass(frozen=True)
 class PreparedDataset:
-    """The four arrays of a prepared dataset and the fields of its ``meta``."""
+    """A prepared dataset's arrays (train, validation, test) and the fields of its ``meta``.
+
+    ``x_test`` and ``y_test`` are empty, (0, *input_shape) and (0,), when the file holds no test
+    split (the candidate's training view).
+    """
 
     x_train: npt.NDArray[Any]
     y_train: npt.NDArray[np.int64]
     x_val: npt.NDArray[Any]
     y_val: npt.NDArray[np.int64]
+    x_test: npt.NDArray[Any]
+    y_test: npt.NDArray[np.int64]
     name: str
     task: str
     input_shape: tuple[int, ...]
@@ -99,7 +119,14 @@ def _validate(arrays: dict[str, npt.NDArray[Any]], meta: dict[str, Any], where: 
         f"meta class_names must list {num_classes} names",
     )
     text = meta["task"] == _TEXT_TASK
-    for part in ("train", "val"):
+    present = [k for k in OPTIONAL_KEYS if k in arrays]
+    _check(len(present) != 1, where, f"{' and '.join(present)} without its pair")
+    counts = meta.get("counts", {})
+    _check(isinstance(counts, dict), where, "meta counts is not a JSON object")
+    for part in SPLITS:
+        if f"x_{part}" not in arrays:
+            _check(not counts.get(part), where, f"meta counts {part} rows and the file has none")
+            continue
         x, y = arrays[f"x_{part}"], arrays[f"y_{part}"]
         _check(y.dtype == np.int64 and y.ndim == 1, where, f"y_{part} must be int64 (N,)")
         _check(len(x) == len(y), where, f"x_{part} has {len(x)} rows, y_{part} {len(y)}")
@@ -116,10 +143,29 @@ def _validate(arrays: dict[str, npt.NDArray[Any]], meta: dict[str, Any], where: 
                 where,
                 f"y_{part} has labels outside 0..{num_classes - 1}",
             )
+        if part in counts:
+            _check(
+                counts[part] == len(y),
+                where,
+                f"meta counts {counts[part]!r} {part} rows, the file holds {len(y)}",
+            )
 
 
-def _read_archive(path: Path) -> tuple[dict[str, npt.NDArray[Any]], set[str]]:
-    """Every array of the archive, read eagerly so a damaged member fails here, not in training."""
+def _test_split(
+    arrays: dict[str, npt.NDArray[Any]], input_shape: tuple[int, ...]
+) -> tuple[npt.NDArray[Any], npt.NDArray[np.int64]]:
+    """The file's test split, or an empty one of the right dtype and shape when it has none."""
+    if "x_test" in arrays:
+        return arrays["x_test"], arrays["y_test"]
+    x = np.empty((0, *input_shape), dtype=arrays["x_train"].dtype)
+    return x, np.empty(0, dtype=np.int64)
+
+
+def _read_archive(
+    path: Path, members: tuple[str, ...] = (*ARRAY_KEYS, META_KEY, VOCABULARY_KEY)
+) -> tuple[dict[str, npt.NDArray[Any]], set[str]]:
+    """The archive's ``members`` (those it has), read eagerly so a damaged one fails here, not in
+    training, and the names of all its members."""
     try:
         loaded = np.load(path, allow_pickle=False)
     except FileNotFoundError as e:
@@ -131,35 +177,52 @@ def _read_archive(path: Path) -> tuple[dict[str, npt.NDArray[Any]], set[str]]:
     try:
         with loaded as archive:
             keys = set(archive.files)
-            wanted = [k for k in (*ARRAY_KEYS, META_KEY, VOCABULARY_KEY) if k in keys]
+            wanted = [k for k in members if k in keys]
             return {k: np.asarray(archive[k]) for k in wanted}, keys
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
         raise PreparedDatasetError(f"{path} is damaged: {e}") from e
+
+
+def _parse_meta(arrays: dict[str, npt.NDArray[Any]], keys: set[str], path: Path) -> dict[str, Any]:
+    _check(META_KEY in keys, path, f"missing arrays ['{META_KEY}'] (it has {sorted(keys)})")
+    try:
+        meta = json.loads(str(arrays.pop(META_KEY)))
+    except json.JSONDecodeError as e:
+        raise PreparedDatasetError(f"{path}: meta is not valid JSON ({e.msg})") from e
+    _check(isinstance(meta, dict), path, "meta is not a JSON object")
+    return dict(meta)
+
+
+def read_meta(path: Path) -> dict[str, Any]:
+    """Only the ``meta`` of a prepared ``.npz`` (the arrays stay on disk): a cheap look at its
+    format version and counts. Anything that is not one raises PreparedDatasetError."""
+    path = Path(path)
+    arrays, keys = _read_archive(path, (META_KEY,))
+    return _parse_meta(arrays, keys, path)
 
 
 def load_prepared(path: Path) -> PreparedDataset:
     """Read and check a prepared ``.npz``; anything that is not one raises PreparedDatasetError."""
     path = Path(path)
     arrays, keys = _read_archive(path)
-    missing = [k for k in (*ARRAY_KEYS, META_KEY) if k not in keys]
+    missing = [k for k in (*REQUIRED_KEYS, META_KEY) if k not in keys]
     _check(not missing, path, f"missing arrays {missing} (it has {sorted(keys)})")
-    meta_text = str(arrays.pop(META_KEY))
+    meta = _parse_meta(arrays, keys, path)
     vocab = arrays.pop(VOCABULARY_KEY, None)
-    try:
-        meta = json.loads(meta_text)
-    except json.JSONDecodeError as e:
-        raise PreparedDatasetError(f"{path}: meta is not valid JSON ({e.msg})") from e
-    _check(isinstance(meta, dict), path, "meta is not a JSON object")
     _validate(arrays, meta, path)
     vocab_size = meta.get("vocab_size")
+    input_shape = tuple(int(d) for d in meta["input_shape"])
+    x_test, y_test = _test_split(arrays, input_shape)
     return PreparedDataset(
         x_train=arrays["x_train"],
         y_train=arrays["y_train"],
         x_val=arrays["x_val"],
         y_val=arrays["y_val"],
+        x_test=x_test,
+        y_test=y_test,
         name=str(meta["name"]),
         task=str(meta["task"]),
-        input_shape=tuple(int(d) for d in meta["input_shape"]),
+        input_shape=input_shape,
         num_classes=int(meta["num_classes"]),
         class_names=tuple(str(c) for c in meta["class_names"]),
         vocab_size=int(vocab_size) if vocab_size is not None else None,
@@ -179,12 +242,15 @@ def save_prepared(
     """Check and write a prepared dataset atomically: readers see the old file or the whole new one.
 
     The data goes to a temporary file in the same folder, is flushed to disk, then renamed over
-    ``path``; an interrupted write leaves no partial ``path`` behind.
+    ``path``; an interrupted write leaves no partial ``path`` behind. ``x_test`` and ``y_test``
+    are written when given (both or neither).
     """
     path = Path(path)
     meta = {**meta, "format_version": FORMAT_VERSION}
+    missing = [k for k in REQUIRED_KEYS if k not in arrays]
+    _check(not missing, path, f"missing arrays {missing}")
     _validate(arrays, meta, path)
-    payload: dict[str, npt.NDArray[Any]] = {k: arrays[k] for k in ARRAY_KEYS}
+    payload: dict[str, npt.NDArray[Any]] = {k: arrays[k] for k in ARRAY_KEYS if k in arrays}
     payload[META_KEY] = np.array(json.dumps(meta, sort_keys=True))
     if vocabulary is not None:
         payload[VOCABULARY_KEY] = np.array(vocabulary, dtype=np.str_)

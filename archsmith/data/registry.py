@@ -52,6 +52,8 @@ class DatasetInfo:
     description: str
     how_to_get: str
     embedded: bool = False
+    #: Where its train, validation and test splits come from, in words (the loaders decide).
+    splits: str = ""
 
 
 def _info(
@@ -63,11 +65,15 @@ def _info(
     description: str,
     how_to_get: str,
     *,
+    splits: str,
     embedded: bool = False,
 ) -> tuple[str, DatasetInfo]:
     return name, DatasetInfo(
-        name, aliases, task, input_shape, num_classes, description, how_to_get, embedded
+        name, aliases, task, input_shape, num_classes, description, how_to_get, embedded, splits
     )
+
+
+_CARVED = "a seeded stratified 20 % test carve-out, then 8:2 train/validation of the rest"
 
 
 _IMAGE = TaskKind.IMAGE_CLASSIFICATION
@@ -84,6 +90,7 @@ REGISTRY: dict[str, DatasetInfo] = dict(
             "scikit-learn's bundled 8x8 handwritten digits (1,797 images); the default that needs "
             "no download.",
             "Bundled with scikit-learn; nothing to download.",
+            splits=_CARVED,
             embedded=True,
         ),
         _info(
@@ -95,6 +102,7 @@ REGISTRY: dict[str, DatasetInfo] = dict(
             "Generated class-dependent patterns plus noise, deterministic from the seed; for tests "
             "and smoke runs (options: num_samples, num_classes).",
             "Generated on the fly; nothing to download.",
+            splits=_CARVED,
             embedded=True,
         ),
         _info(
@@ -104,13 +112,16 @@ REGISTRY: dict[str, DatasetInfo] = dict(
             (3, 32, 32),
             2,
             "NIH malaria thin blood smear cells (27,558 images, parasitized or uninfected), "
-            "resized to 32x32 RGB as in the LEMONADE paper; 8:2 train/validation split.",
+            "resized to 32x32 RGB as in the LEMONADE paper.",
             "Download the NIH malaria cell images (cell_images.zip, linked from "
             "lhncbc.nlm.nih.gov and mirrored on Kaggle as 'cell-images-for-detecting-malaria') and "
             "unpack it so that <data-dir>/cell_images/Parasitized/ and "
             "<data-dir>/cell_images/Uninfected/ hold the images (<data-dir>/malaria/ works too), "
             "or put a malaria_rgb32_saugatapaul.npz (images uint8 N x 32 x 32 x 3, labels, "
-            "label_names) in <data-dir>.",
+            "label_names, and optionally split with split_names) in <data-dir>.",
+            splits="the npz's own split array (train / validation / test), or train/, "
+            "validation/ and test/ folders, as the source split them; without them (the NIH zip) "
+            f"{_CARVED}",
         ),
         _info(
             "cifar10",
@@ -118,12 +129,13 @@ REGISTRY: dict[str, DatasetInfo] = dict(
             _IMAGE,
             (3, 32, 32),
             10,
-            "CIFAR-10: 60,000 32x32 colour images in 10 classes; train = the five training "
-            "batches, validation = the test batch.",
+            "CIFAR-10: 60,000 32x32 colour images in 10 classes.",
             "Download cifar-10-python.tar.gz from https://www.cs.toronto.edu/~kriz/cifar.html and "
             "unpack it in <data-dir> so that <data-dir>/cifar-10-batches-py/data_batch_1..5 and "
             "test_batch exist (or put an npz with x_train, y_train, x_test, y_test there as "
             "cifar10.npz).",
+            splits="test = the test batch (x_test in an npz); train/validation = the five "
+            "training batches split 8:2 (seeded, stratified)",
         ),
         _info(
             "cifar100",
@@ -131,10 +143,11 @@ REGISTRY: dict[str, DatasetInfo] = dict(
             _IMAGE,
             (3, 32, 32),
             100,
-            "CIFAR-100: 60,000 32x32 colour images in 100 fine classes; train = the train file, "
-            "validation = the test file.",
+            "CIFAR-100: 60,000 32x32 colour images in 100 fine classes.",
             "Download cifar-100-python.tar.gz from https://www.cs.toronto.edu/~kriz/cifar.html and "
             "unpack it in <data-dir> so that <data-dir>/cifar-100-python/train and test exist.",
+            splits="test = the test file; train/validation = the train file split 8:2 (seeded, "
+            "stratified)",
         ),
         _info(
             "eurosat",
@@ -143,10 +156,12 @@ REGISTRY: dict[str, DatasetInfo] = dict(
             (3, 32, 32),
             10,
             "EuroSAT RGB: 27,000 Sentinel-2 satellite patches in 10 land-use classes, resized to "
-            "32x32; 8:2 train/validation split.",
+            "32x32.",
             "Download EuroSAT (RGB) from https://github.com/phelber/EuroSAT and unpack it in "
             "<data-dir> so that <data-dir>/EuroSAT/2750/<Class>/*.jpg (or "
             "<data-dir>/eurosat/<Class>/*) exists.",
+            splits=f"train/, validation/ and test/ folders if the copy has them; the official zip "
+            f"has none: {_CARVED}",
         ),
         _info(
             "imagenet16-120",
@@ -154,11 +169,12 @@ REGISTRY: dict[str, DatasetInfo] = dict(
             _IMAGE,
             (3, 16, 16),
             120,
-            "ImageNet downsampled to 16x16, first 120 classes (the NAS-Bench-201 benchmark); "
-            "train = the training batches, validation = val_data.",
+            "ImageNet downsampled to 16x16, first 120 classes (the NAS-Bench-201 benchmark).",
             "Download the downsampled ImageNet 16x16 (Imagenet16_train.zip and Imagenet16_val.zip "
             "from https://image-net.org/download-images, as used by NAS-Bench-201) and unpack both "
             "into <data-dir>/ImageNet16/ (train_data_batch_1..10 and val_data).",
+            splits="test = val_data (ImageNet's labelled held-out set); train/validation = the "
+            "training batches split 8:2 (seeded, stratified)",
         ),
         _info(
             "imdb",
@@ -166,11 +182,13 @@ REGISTRY: dict[str, DatasetInfo] = dict(
             _TEXT,
             (256,),
             2,
-            "IMDB movie reviews (Maas et al., 50,000 labelled) for binary sentiment; pooled, 8:2 "
-            "split, cleaned and tokenised on whitespace (options: vocab_size, sequence_length).",
+            "IMDB movie reviews (Maas et al., 50,000 labelled) for binary sentiment; cleaned and "
+            "tokenised on whitespace (options: vocab_size, sequence_length).",
             "Download aclImdb_v1.tar.gz from https://ai.stanford.edu/~amaas/data/sentiment/ and "
             "unpack it in <data-dir> (giving <data-dir>/aclImdb/train/pos/*.txt), or put "
-            "imdb_aclImdb_50k.jsonl.gz (lines with label and text) in <data-dir>.",
+            "imdb_aclImdb_50k.jsonl.gz (lines with label, text and split) in <data-dir>.",
+            splits="test = the 25,000-review test half; train/validation = the training half "
+            "split 8:2 (seeded, stratified); the vocabulary comes from the training split only",
         ),
     ]
 )

@@ -1,9 +1,11 @@
 """IMDB movie reviews, prepared the paper's way.
 
-All 50,000 labelled reviews are pooled and split 8:2 (seeded, stratified); the text is cleaned
-(URLs, HTML tags such as ``<br />``, #hashtags, @mentions and special characters removed, lower
-case) and split on whitespace. The vocabulary comes from the training part only, so validation
-accuracy is not inflated by words the model could not have seen: id 0 pads, id 1 stands for any
+The test split is the source's own test half (Maas et al.'s 25,000 test reviews), never read for a
+decision; validation is the paper's 8:2 seeded, stratified carve-out of the training half (a file
+without splits is pooled: a 20 % test carve-out first, then 8:2). The text is cleaned (URLs, HTML
+tags such as ``<br />``, #hashtags, @mentions and special characters removed, lower case) and
+split on whitespace. The vocabulary comes from the training split only, so validation and test
+accuracy are not inflated by words the model could not have seen: id 0 pads, id 1 stands for any
 word outside the ``vocab_size - 2`` most frequent ones. Sequences keep their first
 ``sequence_length`` tokens and are padded at the end.
 """
@@ -21,9 +23,9 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from archsmith.data.common import LoadedDataset, Search, Source
+from archsmith.data.common import LoadedDataset, Search, Source, checked_plan
 from archsmith.data.registry import DatasetInfo
-from archsmith.data.splits import stratified_split
+from archsmith.data.splits import split_code
 from archsmith.errors import InputError
 
 __all__ = [
@@ -48,15 +50,19 @@ OOV_ID = 1
 
 _NOISE = re.compile(r"(?:https?://|www\.)[^\s<]+|<[^>]*>|[#@]\w+")
 _SPECIAL = re.compile(r"[^a-z0-9\s]+")
+#: The same for text in any script: letters and digits of every alphabet are kept.
+_SPECIAL_ANY_SCRIPT = re.compile(r"[^\w\s]+|_")
 
 
-def clean_text(text: str) -> str:
+def clean_text(text: str, *, any_script: bool = False) -> str:
     """Lower case without URLs, HTML tags, #hashtags, @mentions and special characters.
 
     Apostrophes are dropped rather than split on, so "don't" stays one word ("dont").
+    IMDB is English and keeps only a-z and 0-9 (as prepared until now); ``any_script`` keeps the
+    letters of every alphabet, so a user's French or Greek text is not reduced to its ASCII.
     """
     text = _NOISE.sub(" ", text.lower()).replace("'", "")
-    return _SPECIAL.sub(" ", text)
+    return (_SPECIAL_ANY_SCRIPT if any_script else _SPECIAL).sub(" ", text)
 
 
 def tokenize(text: str) -> list[str]:
@@ -111,21 +117,42 @@ def locate_imdb(info: DatasetInfo, data_dir: Path | None) -> Source:
     raise search.unavailable()
 
 
-def _read_aclimdb(files: tuple[Path, ...]) -> tuple[list[str], list[int]]:
+Reviews = tuple[list[str], list[int], npt.NDArray[np.int64] | None]
+
+
+def _read_aclimdb(files: tuple[Path, ...]) -> Reviews:
+    """Texts, labels (from pos/neg) and splits (from train/test) of the aclImdb folders."""
     texts: list[str] = []
     labels: list[int] = []
+    splits: list[int] = []
     for f in files:
         try:
             texts.append(f.read_text(encoding="utf-8", errors="replace"))
         except OSError as e:
             raise InputError(f"cannot read review {f}: {e.strerror}") from e
         labels.append(1 if f.parent.name == "pos" else 0)
-    return texts, labels
+        code = split_code(f.parent.parent.name)
+        if code is None:
+            raise InputError(f"review {f} is in neither train/ nor test/")
+        splits.append(code)
+    return texts, labels, np.array(splits, dtype=np.int64)
 
 
-def _read_jsonl(path: Path) -> tuple[list[str], list[int]]:
+def _split_of(record: dict[str, object], path: Path, number: int) -> int | None:
+    name = record.get("split")
+    if name is None:
+        return None
+    code = split_code(name) if isinstance(name, str) else None
+    if code is None:
+        raise InputError(f"{path} line {number}: split must be train, validation or test")
+    return code
+
+
+def _read_jsonl(path: Path) -> Reviews:
+    """Texts, labels and (when every line has one) the ``split`` of each review."""
     texts: list[str] = []
     labels: list[int] = []
+    splits: list[int | None] = []
     opener = gzip.open if path.suffix == ".gz" else open
     try:
         with opener(path, "rt", encoding="utf-8") as lines:
@@ -143,28 +170,37 @@ def _read_jsonl(path: Path) -> tuple[list[str], list[int]]:
                     raise InputError(f"{path} line {number}: label must be 0 or 1, text a string")
                 texts.append(text)
                 labels.append(int(label))
+                splits.append(_split_of(record, path, number))
     except (OSError, EOFError, UnicodeDecodeError) as e:
         raise InputError(f"cannot read {path}: {e}") from e
-    return texts, labels
+    given = [c for c in splits if c is not None]
+    if not given:
+        return texts, labels, None
+    if len(given) != len(splits):
+        raise InputError(f"{path}: some lines have a split and some do not; give it on every line")
+    return texts, labels, np.array(given, dtype=np.int64)
 
 
 def load_imdb(source: Source, seed: int, options: dict[str, int]) -> LoadedDataset:
-    """Pool, split 8:2, clean, build the vocabulary on the training part, encode both parts."""
+    """Split (the source's test half is the test split), clean, build the vocabulary on the
+    training split, encode all three."""
     if source.path is None:
         raise ValueError("an IMDB source needs a path")
     if source.layout == "aclimdb":
-        texts, label_list = _read_aclimdb(source.files)
+        texts, label_list, given = _read_aclimdb(source.files)
     else:
-        texts, label_list = _read_jsonl(source.path)
+        texts, label_list, given = _read_jsonl(source.path)
     if not texts:
         raise InputError(f"{source.path} holds no reviews")
     labels = np.array(label_list, dtype=np.int64)
-    train, val = stratified_split(labels, seed=seed)
+    plan = checked_plan(labels, given, str(source.path), seed=seed)
     cleaned = [clean_text(t) for t in texts]
-    vocabulary = build_vocabulary((cleaned[i] for i in train), options["vocab_size"])
+    vocabulary = build_vocabulary((cleaned[i] for i in plan.train), options["vocab_size"])
     length = options["sequence_length"]
-    x_train = encode([cleaned[i] for i in train], vocabulary, length)
-    x_val = encode([cleaned[i] for i in val], vocabulary, length)
+    x_train, x_val, x_test = (
+        encode([cleaned[i] for i in idx], vocabulary, length)
+        for idx in (plan.train, plan.val, plan.test)
+    )
     logger.info(
         "imdb: %d reviews, %d words in the vocabulary, sequences of %d",
         len(texts),
@@ -172,5 +208,14 @@ def load_imdb(source: Source, seed: int, options: dict[str, int]) -> LoadedDatas
         length,
     )
     return LoadedDataset(
-        x_train, labels[train], x_val, labels[val], IMDB_CLASSES, str(source.path), vocabulary
+        x_train,
+        labels[plan.train],
+        x_val,
+        labels[plan.val],
+        x_test,
+        labels[plan.test],
+        IMDB_CLASSES,
+        str(source.path),
+        plan.origin,
+        vocabulary,
     )

@@ -46,6 +46,7 @@ class RunRecorder:
                 self.store.record_llm_call(self.run_id, seq, call)
             for entry in state.get("history", []):
                 self._iteration(entry)
+            self._tests(state.get("test_results") or {})
         self.llm_seq = len(calls)
         self.iteration = state.get("iteration")
 
@@ -68,12 +69,23 @@ class RunRecorder:
             self.llm_seq += 1
         for entry in update.get("history", []):
             self._iteration(entry)
+        self._tests(update.get("test_results") or {})
         if self.store.stop_requested(self.run_id) and not update.get("stop_reason"):
             raise StopRequested(f"run {self.run_id} was asked to stop")
 
+    def _tests(self, results: dict[str, Any]) -> None:
+        for iteration, result in results.items():
+            self.store.record_test(self.run_id, int(iteration), result)
+
     def on_tool_call(self, call: ToolCallRecord) -> None:
         """Record a tool call under the iteration in flight."""
-        self.store.record_tool_call(self.run_id, self.iteration, call)
+        iteration = call.iteration if call.iteration is not None else self.iteration
+        self.store.record_tool_call(self.run_id, iteration, call)
+
+    def on_candidate(self, entry: dict[str, Any]) -> None:
+        """A parallel round's candidate, recorded as soon as it is done, from its own thread;
+        the critic's judgement of it replaces the row when the round ends."""
+        self._iteration(entry)
 
     def _iteration(self, entry: dict[str, Any]) -> None:
         number = int(entry["iteration"])

@@ -15,6 +15,7 @@ import logging
 import os
 import socket
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -120,6 +121,17 @@ MIGRATIONS: tuple[str, ...] = (
     );
     ALTER TABLE runs ADD COLUMN stop_requested INTEGER NOT NULL DEFAULT 0;
     """,
+    # 2 -> 3: the test split's figures, measured once when a run ends (best and Pareto fronts)
+    """
+    ALTER TABLE iterations ADD COLUMN test_accuracy REAL;
+    ALTER TABLE iterations ADD COLUMN test TEXT;
+    """,
+    # 3 -> 4: where and when each candidate ran (parallel rounds on Ray: `run --workers N`)
+    """
+    ALTER TABLE iterations ADD COLUMN worker TEXT;
+    ALTER TABLE iterations ADD COLUMN started_at REAL;
+    ALTER TABLE iterations ADD COLUMN round INTEGER;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -147,6 +159,8 @@ class ToolCallRecord:
     duration_s: float
     backend: str
     started_at: float
+    #: The candidate that ran it, when the caller knows (parallel rounds); else the recorder's.
+    iteration: int | None = None
 
 
 def process_alive(pid: int | None, host: str | None) -> bool | None:
@@ -194,6 +208,9 @@ class RunStore:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self._depth = 0
+        # A run's parallel candidates record their tool calls from several threads: one
+        # connection, used by one thread at a time (a transaction holds it to its end).
+        self._lock = threading.RLock()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as e:
@@ -201,7 +218,9 @@ class RunStore:
                 f"cannot create the run store's directory {self.path.parent}: {e}"
             ) from e
         try:
-            self.conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+            self.conn = sqlite3.connect(
+                self.path, timeout=30.0, isolation_level=None, check_same_thread=False
+            )
         except sqlite3.Error as e:
             raise _explain(e, self.path, "opening it") from e
         self.conn.row_factory = sqlite3.Row
@@ -254,6 +273,11 @@ class RunStore:
     @contextmanager
     def transaction(self, doing: str = "writing") -> Iterator[sqlite3.Connection]:
         """All the rows written inside are committed together or not at all; nests."""
+        with self._lock, self._transaction(doing) as conn:
+            yield conn
+
+    @contextmanager
+    def _transaction(self, doing: str) -> Iterator[sqlite3.Connection]:
         if self._depth:
             self._depth += 1
             try:
@@ -286,7 +310,8 @@ class RunStore:
 
     def _read(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
         try:
-            return self.conn.execute(sql, params).fetchall()
+            with self._lock:
+                return self.conn.execute(sql, params).fetchall()
         except sqlite3.Error as e:
             raise _explain(e, self.path, "reading") from e
 
@@ -347,8 +372,9 @@ class RunStore:
             conn.execute(
                 "INSERT OR REPLACE INTO iterations (run_id, iteration, status, summary, code,"
                 " val_accuracy, train_accuracy, fps, params, val_energy_kwh_pue,"
-                " train_energy_kwh_pue, combined_metric, is_best, seconds, finished_at, entry)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " train_energy_kwh_pue, combined_metric, is_best, seconds, finished_at, entry,"
+                " worker, started_at, round)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     run_id, int(entry["iteration"]), entry.get("status", "evaluated"),
                     entry.get("summary", ""), entry.get("code", ""), m.get("val_accuracy"),
@@ -356,6 +382,7 @@ class RunStore:
                     m.get("val_energy_kwh_pue"), m.get("train_energy_kwh_pue"),
                     entry.get("combined_metric"), int(bool(entry.get("is_best"))),
                     entry.get("seconds"), entry.get("finished_at"), _json(entry),
+                    entry.get("worker"), entry.get("started_at"), entry.get("round"),
                 ),
             )  # fmt: skip
             for kind, path in artifacts:
@@ -433,7 +460,8 @@ class RunStore:
         rows = self._read(
             "SELECT r.*, (SELECT COUNT(*) FROM iterations i WHERE i.run_id = r.run_id) AS done,"
             " b.iteration AS best_iteration, b.val_accuracy AS best_val_accuracy,"
-            " b.fps AS best_fps, b.combined_metric AS best_cm, b.params AS best_params"
+            " b.fps AS best_fps, b.combined_metric AS best_cm, b.params AS best_params,"
+            " b.test_accuracy AS best_test_accuracy"
             " FROM runs r LEFT JOIN iterations b ON b.rowid = ("
             "   SELECT rowid FROM iterations i WHERE i.run_id = r.run_id AND i.is_best = 1"
             "   ORDER BY i.iteration DESC LIMIT 1)"
@@ -442,11 +470,22 @@ class RunStore:
         return [_run_row(r) for r in rows]
 
     def iterations(self, run_id: str) -> list[dict[str, Any]]:
-        """The run's history entries in order, as the graph recorded them."""
+        """The run's history entries in order, as the graph recorded them, each with ``test``:
+        its test-split figures when it was measured on it at the end of the run, else None."""
         rows = self._read(
-            "SELECT entry FROM iterations WHERE run_id = ? ORDER BY iteration", (run_id,)
+            "SELECT entry, test FROM iterations WHERE run_id = ? ORDER BY iteration", (run_id,)
         )
-        return [json.loads(r[0]) for r in rows]
+        return [{**json.loads(r[0]), "test": json.loads(r[1]) if r[1] else None} for r in rows]
+
+    def record_test(self, run_id: str, iteration: int, result: dict[str, Any]) -> None:
+        """One candidate's figures on the test split (``nodes.final_test``); idempotent."""
+        accuracy = result.get("test_accuracy") if result.get("ok") else None
+        with self.transaction(f"saving the test figures of iteration {iteration}") as conn:
+            conn.execute(
+                "UPDATE iterations SET test_accuracy = ?, test = ? WHERE run_id = ? AND"
+                " iteration = ?",
+                (accuracy, _json(result), run_id, iteration),
+            )
 
     def llm_calls(self, run_id: str, iteration: int | None = None) -> list[dict[str, Any]]:
         """The run's LLM calls in order (one iteration's when given)."""

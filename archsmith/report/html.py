@@ -27,6 +27,7 @@ from markupsafe import Markup
 from pydantic import BaseModel, ConfigDict, Field
 
 from archsmith import __version__
+from archsmith.energy import SOURCES, energy_scope
 from archsmith.files import atomic_write_text
 from archsmith.report import svg
 from archsmith.report.svg import AxisSpec, Mark, Point, Series, Threshold
@@ -120,18 +121,27 @@ def fmt_when(v: Any) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(f))
 
 
-_ENERGY_SOURCES = {
-    "estimate": ("estimated", "elapsed time times the configured device power, not measured"),
-    "nvml": ("measured (NVML)", "read from the GPU's energy counter"),
-    "rapl": ("measured (RAPL)", "read from the CPU's package and DRAM energy counters"),
-}
+def _source_words(source: Any) -> tuple[str, str]:
+    """A table cell's few words (measured or estimated, and the scope), and how it was got."""
+    info = SOURCES.get(str(source))
+    if info is None:
+        return f"source: {source}", ""
+    if not info.measured:
+        return "estimated", f"{info.how}, not measured"
+    return f"measured ({str(source).upper()}), {info.scope}", info.how
 
 
 def energy_source_label(source: Any) -> str:
-    """One word or two for a table cell: 'estimated' or 'measured (NVML)'."""
+    """A few words for a table cell: how the figure was got and what it covers."""
     if source is None:
         return "source not recorded"
-    return _ENERGY_SOURCES.get(str(source), (f"source: {source}", ""))[0]
+    return _source_words(source)[0]
+
+
+def fmt_energy_scoped(v: Any, source: Any) -> str:
+    """An energy figure with its scope beside it ('GPU only', 'estimate'), where it stands alone."""
+    text = fmt_energy(v)
+    return text if _num(v) is None else f"{text} ({energy_scope(source)})"
 
 
 def energy_source_note(sources: Mapping[str, Any]) -> str:
@@ -139,7 +149,7 @@ def energy_source_note(sources: Mapping[str, Any]) -> str:
     parts = {}
     for phase in ("train", "val"):
         src = sources.get(phase)
-        label, why = _ENERGY_SOURCES.get(str(src), (energy_source_label(src), ""))
+        label, why = _source_words(src) if src is not None else (energy_source_label(src), "")
         parts[phase] = label + (f": {why}" if why else "")
     if parts["train"] == parts["val"]:
         return f"Energy figures (training and validation) are {parts['val']}."
@@ -172,6 +182,23 @@ class SpecRow:
     inactive: bool = False
 
 
+def _placement(entry: Mapping[str, Any]) -> str | None:
+    """ "round 2 on host/node/worker, started 12:01:02; speed measured exclusive, ..."."""
+    if entry.get("round") is None:
+        return None
+    measured = entry.get("measurement") or {}
+    text = (
+        f"round {entry.get('round')} on {entry.get('worker') or 'this process'},"
+        f" started {fmt_when(entry.get('started_at'))}"
+    )
+    if measured:
+        text += (
+            f"; speed and inference energy measured {measured.get('speed_and_energy')},"
+            f" training energy {measured.get('training_energy')}"
+        )
+    return text
+
+
 @dataclass
 class IterationView:
     """Everything one iteration's card shows, each field present (the template is strict)."""
@@ -183,6 +210,8 @@ class IterationView:
     applied: list[str]
     seconds: str
     finished: str
+    #: Where a candidate of a parallel round ran and how it was measured; None when serial.
+    placement: str | None
     cm: str | None
     targets_met: bool | None
     metrics: list[Row]
@@ -477,6 +506,7 @@ def _iteration_view(
         applied=[str(a) for a in entry.get("applied") or []],
         seconds=fmt_seconds(entry.get("seconds")),
         finished=fmt_when(entry.get("finished_at")),
+        placement=_placement(entry),
         cm=f"{cm:.4f}" if cm is not None else None,
         targets_met=targets if isinstance(targets, bool) else None,
         metrics=_metric_rows(entry, spec),
@@ -495,7 +525,7 @@ def _iteration_view(
         val_accuracy=fmt_pct(m.get("val_accuracy")),
         fps=fmt_count(m.get("fps")),
         params=fmt_count(m.get("params")),
-        energy=fmt_energy(m.get("val_energy_kwh_pue")),
+        energy=fmt_energy_scoped(m.get("val_energy_kwh_pue"), _val_source(entry)),
     )
 
 
@@ -577,13 +607,20 @@ class Figure:
     caption: str
 
 
-def _tooltip(n: int, m: Mapping[str, Any], cm: float | None) -> str:
+def _val_source(entry: Mapping[str, Any]) -> Any:
+    """Where the entry's validation energy came from (nvml, rapl, estimate), if recorded."""
+    return (entry.get("energy_sources") or {}).get("val")
+
+
+def _tooltip(n: int, entry: Mapping[str, Any]) -> str:
+    m = _metrics(entry)
+    cm = _num(entry.get("combined_metric"))
     parts = [
         f"Iteration {n}",
         f"val acc {fmt_pct(m.get('val_accuracy'))}",
         f"train acc {fmt_pct(m.get('train_accuracy'))}",
         f"{fmt_count(m.get('fps'))} FPS",
-        fmt_energy(m.get("val_energy_kwh_pue")),
+        fmt_energy_scoped(m.get("val_energy_kwh_pue"), _val_source(entry)),
         f"{fmt_count(m.get('params'))} params",
     ]
     if cm is not None:
@@ -618,7 +655,7 @@ def _progress_plots(
             err = _error(e.get("error")) if e.get("error") else None
             why = f"{err['type']}: {err['message']}" if err else "training diverged"
             marks.append(Mark(float(n), kind, f"Iteration {n} {kind}: {why}"))
-    tips = {n: _tooltip(n, _metrics(e), _num(e.get("combined_metric"))) for n, e in evaluated}
+    tips = {n: _tooltip(n, e) for n, e in evaluated}
     best_n = numbers[best] if best is not None else None
     best_m = _metrics(iterations[best]) if best is not None else {}
 
@@ -795,7 +832,7 @@ def _pareto_plots(
             x, y = _num(m.get(key)), _pct(m.get("val_accuracy"))
             if x is None or y is None or not svg.usable(x, log=x_axis.log):
                 continue
-            points.append(Point(n, x, y, _tooltip(n, m, _num(e.get("combined_metric"))), i == best))
+            points.append(Point(n, x, y, _tooltip(n, e), i == best))
         front = svg.pareto_front([(p.x, p.y) for p in points], maximize=(more_is_better, True))
         left_out = len(evaluated) - len(points)
         front_list = ", ".join(str(n) for n in sorted(points[j].iteration for j in front))
@@ -847,6 +884,14 @@ def _by_iteration(
     return grouped, other
 
 
+def _test_pct(entry: Mapping[str, Any]) -> str:
+    """The test split's accuracy, measured once at the run's end; the reason when there is none."""
+    test = entry.get("test") or {}
+    if not test:
+        return "not measured"
+    return fmt_pct(test.get("test_accuracy")) if test.get("ok") else "failed"
+
+
 def _headline(entry: Mapping[str, Any] | None, number: int | None) -> dict[str, Any] | None:
     if entry is None or number is None:
         return None
@@ -857,10 +902,15 @@ def _headline(entry: Mapping[str, Any] | None, number: int | None) -> dict[str, 
         "iteration": number,
         "summary": str(entry.get("summary") or ""),
         "cards": [
+            ("Test accuracy (held out)", _test_pct(entry), "test-accuracy"),
             ("Validation accuracy", fmt_pct(m.get("val_accuracy")), "val-accuracy"),
             ("Throughput", f"{fmt_count(m.get('fps'))} FPS", "fps"),
             ("Parameters", fmt_count(m.get("params")), "params"),
-            ("Validation energy", fmt_energy(m.get("val_energy_kwh_pue")), "energy"),
+            (
+                "Validation energy",
+                fmt_energy_scoped(m.get("val_energy_kwh_pue"), sources.get("val")),
+                "energy",
+            ),
             ("CM", f"{cm:.4f}" if cm is not None else "—", "cm"),
         ],
         "energy_note": energy_source_note(sources),

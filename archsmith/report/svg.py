@@ -19,6 +19,8 @@ from typing import Literal
 
 from markupsafe import Markup, escape
 
+from archsmith.metrics import pareto_front
+
 __all__ = [
     "Axis",
     "AxisSpec",
@@ -122,37 +124,6 @@ class Axis:
         if self.spec.log:
             return _log_tick(v, self.spec.kind)
         return _linear_tick(v, self.step, self.spec.kind)
-
-
-# -- Pareto front ----------------------------------------------------------------------------------
-
-
-def _dominates(a: tuple[float, float], b: tuple[float, float], maximize: tuple[bool, bool]) -> bool:
-    """True when ``a`` is at least as good as ``b`` in both objectives and better in one."""
-    better = False
-    for av, bv, up in zip(a, b, maximize, strict=True):
-        if (av < bv) if up else (av > bv):
-            return False
-        if av != bv:
-            better = True
-    return better
-
-
-def pareto_front(
-    points: Sequence[tuple[float, float]], *, maximize: tuple[bool, bool] = (True, True)
-) -> list[int]:
-    """Indices of the non-dominated points, ordered by x then y.
-
-    ``maximize`` says, per coordinate, whether more is better (accuracy, FPS) or less (energy,
-    parameters). Equal points do not dominate each other, so duplicates on the front all stay.
-    Quadratic, which is plenty for the few hundred candidates a run produces.
-    """
-    front = [
-        i
-        for i, p in enumerate(points)
-        if not any(_dominates(q, p, maximize) for j, q in enumerate(points) if j != i)
-    ]
-    return sorted(front, key=lambda i: (points[i][0], points[i][1]))
 
 
 # -- scaling ---------------------------------------------------------------------------------------

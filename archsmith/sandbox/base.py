@@ -18,7 +18,12 @@ import json
 import logging
 import os
 import re
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from types import FrameType
 from typing import Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -34,6 +39,7 @@ __all__ = [
     "SANDBOX_DATA",
     "SANDBOX_WORK",
     "CandidateError",
+    "JobInterruptedError",
     "Sandbox",
     "SandboxError",
     "SandboxJob",
@@ -42,6 +48,9 @@ __all__ = [
     "SandboxUnavailableError",
     "ToolName",
     "build_result",
+    "cancel_running_jobs",
+    "cancellable",
+    "interrupts_stop_jobs",
     "prepare_work_dir",
     "read_result",
     "strip_host_paths",
@@ -67,6 +76,76 @@ class SandboxUnavailableError(SandboxError, InputError):
     """No isolation can be started here; the message says why and what the user can do."""
 
 
+class JobInterruptedError(SandboxError):
+    """The host stopped a job on purpose (Ctrl-C, ``archsmith stop --now``): not the candidate's
+    failure, so nothing is recorded for it and a resumed run does the step again."""
+
+
+# -- stopping the jobs in flight -------------------------------------------------------------------
+
+_running: dict[int, Callable[[], None]] = {}
+_running_lock = threading.Lock()
+
+
+@contextmanager
+def cancellable(cancel: Callable[[], None]) -> Iterator[Callable[[], bool]]:
+    """Register a running job's ``cancel`` for ``cancel_running_jobs``; yields "was it cancelled?".
+
+    A backend wraps its wait for the job in this. The graph runs a node in a worker thread, so a
+    Ctrl-C in the main thread would otherwise wait for a training job to end on its own.
+    """
+    stopped = threading.Event()
+
+    def stop() -> None:
+        stopped.set()
+        cancel()
+
+    token = id(stop)
+    with _running_lock:
+        _running[token] = stop
+    try:
+        yield stopped.is_set
+    finally:
+        with _running_lock:
+            _running.pop(token, None)
+
+
+def cancel_running_jobs() -> int:
+    """Stop every job in flight (SIGINT, then SIGKILL after its grace); how many there were."""
+    with _running_lock:
+        jobs = list(_running.values())
+    for stop in jobs:
+        stop()
+    return len(jobs)
+
+
+@contextmanager
+def interrupts_stop_jobs() -> Iterator[None]:
+    """While inside, Ctrl-C (SIGINT) first stops the sandbox jobs in flight, then interrupts.
+
+    Only the main thread can set a signal handler; elsewhere this does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGINT)
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        stopped = cancel_running_jobs()
+        if stopped:
+            log.warning("interrupted: stopping %d sandbox job(s)", stopped)
+        if callable(previous):
+            previous(signum, frame)
+        else:
+            raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 class SandboxLimits(BaseModel):
     """Resource limits every backend enforces on one job."""
 
@@ -82,6 +161,12 @@ class SandboxLimits(BaseModel):
     )
     grace_s: float = Field(
         default=3.0, ge=0, description="Time between SIGINT and SIGKILL at the wall-clock limit."
+    )
+    threads: int | None = Field(
+        default=None,
+        gt=0,
+        description="Threads torch may use; None: one per core. Jobs sharing a machine (parallel"
+        " rounds) get their share, so they do not fight over the cores.",
     )
 
 
@@ -135,6 +220,11 @@ class SandboxResult(BaseModel):
     stderr_tail: str = ""
     work_dir: Path | None = Field(
         default=None, description="Host path of the job's work directory, when it is kept."
+    )
+    placement: dict[str, Any] | None = Field(
+        default=None,
+        description="Where and when the job ran (Ray node, worker, times, measuring protocol);"
+        " None when it ran from this process directly.",
     )
 
 

@@ -20,8 +20,10 @@ import logging
 import math
 import os
 import shutil
+import socket
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -40,11 +42,13 @@ from archsmith.sandbox.base import (
     RUNNER_FLAGS,
     SANDBOX_DATA,
     SANDBOX_WORK,
+    JobInterruptedError,
     SandboxError,
     SandboxJob,
     SandboxLimits,
     SandboxResult,
     build_result,
+    cancellable,
     prepare_work_dir,
 )
 from archsmith.sandbox.pyview import python_view
@@ -52,12 +56,15 @@ from archsmith.sandbox.pyview import python_view
 __all__ = [
     "DEFAULT_IMAGE",
     "LABEL",
+    "OWNER_LABEL",
     "SANDBOX_ENV",
     "SANDBOX_UID",
     "DockerSandbox",
     "build_command",
     "docker_available",
     "ensure_image",
+    "owner_id",
+    "remove_orphans",
 ]
 
 log = logging.getLogger(__name__)
@@ -66,6 +73,9 @@ DEFAULT_IMAGE = "archsmith-sandbox:latest"
 #: Every container archsmith starts carries this label (value: the job's id), so leftovers are
 #: easy to find: ``docker ps -a --filter label=archsmith.sandbox``.
 LABEL = "archsmith.sandbox"
+#: Which process started the container (``host:pid``), so that a container left by a process that
+#: died (``kill -9``, a power cut) is removed by the next archsmith on that host.
+OWNER_LABEL = "archsmith.owner"
 #: The image's non-root user (Dockerfile.sandbox); used when the host runs as root.
 SANDBOX_UID = 10001
 
@@ -246,6 +256,7 @@ class DockerSandbox:
         """Run ``job`` in a fresh container; ``work_dir`` keeps its files, else a temporary one."""
         if not self._image_checked:
             ensure_image(self.image, self.client)
+            remove_orphans(self.client)
             self._image_checked = True
         keep = work_dir is not None
         wd = work_dir if work_dir is not None else Path(tempfile.mkdtemp(prefix="archsmith-dk-"))
@@ -364,7 +375,7 @@ class DockerSandbox:
             "image": self.image,
             "command": self._command(job),
             "name": f"archsmith-job-{job_id}",
-            "labels": {LABEL: job_id},
+            "labels": {LABEL: job_id, OWNER_LABEL: owner_id()},
             "hostname": "sandbox",
             "user": user,
             "working_dir": SANDBOX_WORK,
@@ -419,10 +430,20 @@ class DockerSandbox:
 
     def _supervise(self, container: Container, limits: SandboxLimits) -> _Observed:
         """Start, wait up to the wall-clock limit, then SIGINT and after the grace SIGKILL."""
+
+        def cancel() -> None:
+            _signal_container(container, "SIGINT")
+            killer = threading.Timer(limits.grace_s, _signal_container, (container, "SIGKILL"))
+            killer.daemon = True
+            killer.start()
+
         try:
             t_start = time.monotonic()
             container.start()
-            status = _wait(container, limits.wall_time_s)
+            with cancellable(cancel) as cancelled:
+                status = _wait(container, limits.wall_time_s)
+            if cancelled():
+                raise JobInterruptedError(f"the job in {container.name} was stopped by the host")
             timed_out = status is None
             if status is None:
                 log.info("job %s hit the wall-clock limit; interrupting it", container.name)
@@ -452,6 +473,53 @@ class DockerSandbox:
         )
 
 
+def owner_id(pid: int | None = None) -> str:
+    """``host:pid`` of the process that starts containers (this one unless ``pid`` is given)."""
+    return f"{socket.gethostname()}:{os.getpid() if pid is None else pid}"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's live process
+    return True
+
+
+def remove_orphans(client: docker.DockerClient) -> list[str]:
+    """Remove containers that an archsmith process on this host started and did not live to remove.
+
+    Only containers whose owner label names this host and a process that no longer exists are
+    touched: another run's live jobs, and containers of other hosts sharing the engine, are kept.
+    Returns the names removed.
+    """
+    host = socket.gethostname()
+    removed: list[str] = []
+    try:
+        containers = client.containers.list(all=True, filters={"label": LABEL})
+    except _API_ERRORS as e:
+        raise SandboxError(f"cannot list the sandbox containers: {e}") from e
+    for container in containers:
+        owner = container.labels.get(OWNER_LABEL, "")
+        owner_host, _, pid = owner.rpartition(":")
+        if owner_host != host or not pid.isdigit() or _alive(int(pid)):
+            continue
+        try:
+            container.remove(force=True)
+        except _API_ERRORS as e:
+            log.warning("cannot remove the orphaned sandbox container %s: %s", container.name, e)
+            continue
+        log.warning(
+            "removed the sandbox container %s: the archsmith process %s that started it is gone",
+            container.name,
+            pid,
+        )
+        removed.append(container.name)
+    return removed
+
+
 def _package_dir() -> Path:
     """The archsmith package directory, mounted alone: the repository around it may hold .env."""
     return Path(archsmith.__file__).resolve().parent
@@ -471,6 +539,14 @@ def _wait(container: Container, timeout_s: float) -> dict[str, Any] | None:
             return None
         status = container.wait(timeout=_KILL_WAIT_S)
     return status
+
+
+def _signal_container(container: Container, sig: str) -> None:
+    """Send ``sig`` from another thread; a container that already exited is not an error."""
+    try:
+        container.kill(signal=sig)
+    except _API_ERRORS as e:
+        log.debug("signalling %s with %s: %s", container.name, sig, e)
 
 
 def _kill(container: Container) -> None:

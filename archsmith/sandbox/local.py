@@ -36,12 +36,14 @@ from archsmith.sandbox.base import (
     RUNNER_FLAGS,
     SANDBOX_DATA,
     SANDBOX_WORK,
+    JobInterruptedError,
     SandboxError,
     SandboxJob,
     SandboxLimits,
     SandboxResult,
     SandboxUnavailableError,
     build_result,
+    cancellable,
     prepare_work_dir,
 )
 from archsmith.sandbox.cgroups import JobCgroup, create_job_cgroup
@@ -119,7 +121,7 @@ def find_bwrap(chosen: str | None = None) -> tuple[str | None, tuple[str, ...]]:
 
 def _sandbox_env(job: SandboxJob) -> dict[str, str]:
     env = {k: os.environ[k] for k in ALLOWED_ENV if k in os.environ}
-    threads = str(max(1, os.cpu_count() or 1))
+    threads = str(job.limits.threads or max(1, os.cpu_count() or 1))
     env.update(
         {
             "PATH": "/usr/bin:/bin",
@@ -321,16 +323,25 @@ class LocalSandbox:
         out = _Tail(proc.stdout, limits.max_output_bytes)
         err = _Tail(proc.stderr, limits.max_output_bytes)
         timed_out = False
-        try:
-            proc.wait(timeout=limits.wall_time_s)
-        except subprocess.TimeoutExpired:
-            timed_out = True
+
+        def cancel() -> None:
             _signal_group(proc.pid, signal.SIGINT)
-            try:
-                proc.wait(timeout=limits.grace_s)
-            except subprocess.TimeoutExpired:
-                _signal_group(proc.pid, signal.SIGKILL)
-                proc.wait()
+            killer = threading.Timer(limits.grace_s, _signal_group, (proc.pid, signal.SIGKILL))
+            killer.daemon = True
+            killer.start()
+
+        try:
+            with cancellable(cancel) as cancelled:
+                try:
+                    proc.wait(timeout=limits.wall_time_s)
+                except subprocess.TimeoutExpired:
+                    timed_out = True
+                    _signal_group(proc.pid, signal.SIGINT)
+                    try:
+                        proc.wait(timeout=limits.grace_s)
+                    except subprocess.TimeoutExpired:
+                        _signal_group(proc.pid, signal.SIGKILL)
+                        proc.wait()
         except BaseException:
             _signal_group(proc.pid, signal.SIGKILL)
             proc.wait()
@@ -340,6 +351,8 @@ class LocalSandbox:
             _signal_group(proc.pid, signal.SIGKILL)
             if cgroup is not None:
                 cgroup.kill_all()
+        if cancelled():
+            raise JobInterruptedError(f"the {job.tool} job was stopped by the host")
         wall = time.monotonic() - start
         memory_exceeded = cgroup.memory_exceeded() if cgroup is not None else False
         return build_result(

@@ -65,10 +65,18 @@ def load_data(job: dict[str, Any]) -> Any:
     return load_prepared(Path(path))
 
 
+def job_threads() -> int:
+    """Threads for torch: what the sandbox gave the job (``OMP_NUM_THREADS``), else every core."""
+    try:
+        return max(1, int(os.environ.get("OMP_NUM_THREADS") or 0) or os.cpu_count() or 1)
+    except ValueError:
+        return max(1, os.cpu_count() or 1)
+
+
 def setup(job: dict[str, Any]) -> tuple[torch.device, Any, bool]:
     """Device, all cores for torch, and the prepared dataset (with whether it is text)."""
     device = device_of(job)
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    torch.set_num_threads(job_threads())
     data = load_data(job)
     return device, data, data.task == "text_classification"
 

@@ -15,7 +15,6 @@ training mode) is off by 1e-2 or more. An element passes when |exported - eager|
 from __future__ import annotations
 
 import logging
-import os
 import re
 import time
 import warnings
@@ -33,6 +32,7 @@ from archsmith.scoring.common import (
     ContractError,
     as_numpy,
     compare,
+    job_threads,
     load_data,
 )
 
@@ -324,7 +324,7 @@ def op_export(
     tol = (float(args.get("atol", EXPORT_ATOL)), float(args.get("rtol", EXPORT_RTOL)))
     for noisy in ("onnxscript", "onnx_ir", "torch.onnx", "torch.export"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    torch.set_num_threads(job_threads())
     data = load_data(job)
     n = min(int(args.get("check_samples", 256)), int(data.x_train.shape[0]))
     if n == 0:

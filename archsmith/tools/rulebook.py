@@ -114,6 +114,13 @@ class Rule(BaseModel):
     when: tuple[Condition, ...] = Field(min_length=1)
     instructions: tuple[str, ...] = Field(min_length=1)
     weight: str | float = Field(description="A TaskSpec priority field, or a constant weight.")
+    origin: Literal["paper", "archsmith", "user"] = Field(
+        default="user",
+        description="Whose rule it is, so nobody credits the paper with a design choice: 'paper'"
+        " (LEMONADE states it: only training accuracy below TT_Acc), 'archsmith' (archsmith's"
+        " design: the other rule sets, their weights, hard limits, divergence), 'user' (the"
+        " default, for a rulebook of your own).",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> Rule:
@@ -214,6 +221,10 @@ def _metric_value(metrics: EvaluationMetrics, name: str) -> float | bool | None:
     return float(value)
 
 
+#: How a clause that cannot be checked for want of a measurement says so.
+_UNMEASURED = "was not measured"
+
+
 def _fmt(x: float) -> str:
     return f"{x:.6g}"
 
@@ -221,10 +232,16 @@ def _fmt(x: float) -> str:
 def _check(
     cond: Condition, metrics: EvaluationMetrics, spec: TaskSpec, symbols: Mapping[str, str]
 ) -> ConditionResult | str | None:
-    """Evaluate a clause: a result when it holds, None when it does not, a string when it cannot."""
+    """Evaluate a clause: a result when it holds, None when it does not, a string when it cannot.
+
+    An unset limit is checked before the metric: a rule on a limit the user did not set cannot
+    fire, whether or not its metric was measured.
+    """
+    if isinstance(cond.threshold, str) and getattr(spec, cond.threshold) is None:
+        return f"{cond.threshold} is not set in the spec"
     value = _metric_value(metrics, cond.metric)
     if value is None:
-        return f"{cond.metric} was not measured"
+        return f"{cond.metric} {_UNMEASURED}"
     if cond.op in ("is_true", "is_false"):
         holds = bool(value) is (cond.op == "is_true")
         if not holds:
@@ -294,25 +311,32 @@ def evaluate_rules(
     for rule in book.rules:
         results: list[ConditionResult] = []
         blocked: str | None = None
+        unmeasured = False
         for cond in rule.when:
             outcome = _check(cond, metrics, spec, symbols)
             if isinstance(outcome, str):
                 blocked = outcome
+                unmeasured = outcome.endswith(_UNMEASURED)
                 break
             if outcome is None:
                 break
             results.append(outcome)
-        if blocked is not None:
-            skipped.append(NotEvaluatedRule(rule_id=rule.id, reason=blocked))
-            continue
-        if len(results) != len(rule.when):
-            continue
         if isinstance(rule.weight, str):
             weight = float(getattr(spec, rule.weight))
             source = symbols.get(rule.weight, rule.weight)
         else:
             weight = float(rule.weight)
             source = "constant"
+        if blocked is not None:
+            # Only a rule that would count (a positive weight) leaves its target unknown.
+            skipped.append(
+                NotEvaluatedRule(
+                    rule_id=rule.id, reason=blocked, unmeasured=unmeasured and weight > 0.0
+                )
+            )
+            continue
+        if len(results) != len(rule.when):
+            continue
         for code in rule.instructions:
             weights[code] = weights.get(code, 0.0) + weight
         fired.append(

@@ -21,29 +21,49 @@ __all__ = ["advise", "rulebook_advice", "rulebook_advice_tool"]
 def advise(
     metrics: EvaluationMetrics, spec: TaskSpec, rulebook: Rulebook | None = None
 ) -> RulebookAdviceOutput:
-    """Run NNGES, resolve conflicts (Algorithm 2) and compute CM (Eq. 1) for one candidate."""
+    """Run NNGES, resolve conflicts (Algorithm 2) and compute CM (Eq. 1) for one candidate.
+
+    CM needs every figure its weights use: with W_F > 0 an unmeasured FPS leaves it None (not the
+    CM of a model with 0 FPS), and likewise accuracy for W_A and energy for W_E.
+    """
     fired, weights, skipped = evaluate_rules(metrics, spec, rulebook)
     raised_by: dict[str, list[str]] = {}
     for rule in fired:
         for code in rule.instructions:
             raised_by.setdefault(code, []).append(rule.rule_id)
     resolution = resolve_conflicts(weights, rulebook, raised_by)
-    nf = normalized_fps(metrics.fps, spec.fps_threshold)
-    t_ne = normalized_energy(metrics.train_energy_kwh_pue, spec.train_energy_threshold_kwh_pue)
-    v_ne = normalized_energy(metrics.val_energy_kwh_pue, spec.val_energy_threshold_kwh_pue)
-    cm = combined_metric(
-        metrics.train_accuracy,
-        metrics.val_accuracy,
-        metrics.fps,
-        metrics.train_energy_kwh_pue,
-        metrics.val_energy_kwh_pue,
-        weight_accuracy=spec.weight_accuracy,
-        weight_fps=spec.weight_fps,
-        weight_energy=spec.weight_energy,
-        fps_threshold=spec.fps_threshold,
-        train_energy_threshold_kwh_pue=spec.train_energy_threshold_kwh_pue,
-        val_energy_threshold_kwh_pue=spec.val_energy_threshold_kwh_pue,
+    m = metrics
+    nf = None if m.fps is None else normalized_fps(m.fps, spec.fps_threshold)
+    t_ne = (
+        None
+        if m.train_energy_kwh_pue is None
+        else normalized_energy(m.train_energy_kwh_pue, spec.train_energy_threshold_kwh_pue)
     )
+    v_ne = (
+        None
+        if m.val_energy_kwh_pue is None
+        else normalized_energy(m.val_energy_kwh_pue, spec.val_energy_threshold_kwh_pue)
+    )
+    needed = [
+        (spec.weight_accuracy, (m.train_accuracy, m.val_accuracy)),
+        (spec.weight_fps, (m.fps,)),
+        (spec.weight_energy, (m.train_energy_kwh_pue, m.val_energy_kwh_pue)),
+    ]
+    cm = None
+    if all(w == 0.0 or all(v is not None for v in values) for w, values in needed):
+        cm = combined_metric(
+            m.train_accuracy or 0.0,
+            m.val_accuracy or 0.0,
+            m.fps or 0.0,
+            m.train_energy_kwh_pue or 0.0,
+            m.val_energy_kwh_pue or 0.0,
+            weight_accuracy=spec.weight_accuracy,
+            weight_fps=spec.weight_fps,
+            weight_energy=spec.weight_energy,
+            fps_threshold=spec.fps_threshold,
+            train_energy_threshold_kwh_pue=spec.train_energy_threshold_kwh_pue,
+            val_energy_threshold_kwh_pue=spec.val_energy_threshold_kwh_pue,
+        )
     return RulebookAdviceOutput(
         instructions=resolution.kept,
         dropped=resolution.dropped,
@@ -53,7 +73,10 @@ def advise(
         normalized_fps=nf,
         normalized_train_energy=t_ne,
         normalized_val_energy=v_ne,
-        targets_met=not any(rule.weight > 0.0 for rule in fired),
+        limit_violations=spec.limit_violations(m.params, m.latency_ms, m.model_size_mb),
+        # A target whose metric was not measured is not met: it is unknown.
+        targets_met=not any(rule.weight > 0.0 for rule in fired)
+        and not any(s.unmeasured for s in skipped),
     )
 
 

@@ -17,10 +17,12 @@ import json
 import logging
 import shutil
 import tempfile
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -28,6 +30,7 @@ from langchain_core.tools import StructuredTool
 from pydantic import BaseModel
 
 from archsmith.config import Settings
+from archsmith.data.prepared_format import read_meta
 from archsmith.memory.store import ToolCallRecord
 from archsmith.sandbox.base import (
     CANDIDATE_TOOLS,
@@ -43,11 +46,12 @@ from archsmith.scoring.handover import ProgramFiles, take_program
 from archsmith.tools.schemas import CandidateInput, ToolError
 
 __all__ = [
+    "JOB_TRACE",
+    "JobTrace",
     "PreparedRef",
     "ToolRuntime",
     "Validation",
     "bind_tool",
-    "read_prepared_meta",
     "tool_error",
 ]
 
@@ -56,6 +60,19 @@ JobKind = Literal["validate", "train", "measure", "export"]
 log = logging.getLogger(__name__)
 
 _In = TypeVar("_In", bound=BaseModel)
+
+
+@dataclass
+class JobTrace:
+    """The jobs one candidate ran. Candidates evaluated in parallel share one runtime; a node
+    that sets a trace in `JOB_TRACE` gets its own jobs (where and when they ran), and their tool
+    calls are recorded under its iteration."""
+
+    iteration: int
+    jobs: list[dict[str, Any]] = field(default_factory=list)
+
+
+JOB_TRACE: ContextVar[JobTrace | None] = ContextVar("archsmith_job_trace", default=None)
 
 
 class PreparedRef:
@@ -72,17 +89,6 @@ class PreparedRef:
     @property
     def num_classes(self) -> int:
         return int(self.meta["num_classes"])
-
-
-def read_prepared_meta(path: Path) -> dict[str, Any]:
-    """Only the ``meta`` member of a prepared .npz (the arrays stay on disk)."""
-    import numpy as np
-
-    with np.load(path, allow_pickle=False) as archive:
-        meta = json.loads(str(archive["meta"]))
-    if not isinstance(meta, dict):
-        raise TypeError(f"{path}: meta is not a JSON object")
-    return meta
 
 
 def tool_error(result: SandboxResult) -> ToolError | None:
@@ -121,6 +127,8 @@ class ToolRuntime:
         #: Called after every job with what a trace needs (the run store records it).
         self.on_call: Callable[[ToolCallRecord], None] | None = None
         self._validated: OrderedDict[str, Validation] = OrderedDict()
+        # Candidates of one round are validated from several threads at once.
+        self._validated_lock = threading.Lock()
 
     def prepare(
         self,
@@ -141,14 +149,14 @@ class ToolRuntime:
             max_train=max_train,
             max_val=max_val,
         )
-        return PreparedRef(path, read_prepared_meta(path))
+        return PreparedRef(path, read_meta(path))
 
     def training_view(self, data: PreparedRef) -> PreparedRef:
         """The candidate's copy of a prepared dataset: its training split and nothing else."""
         from archsmith.data.prepared import train_view
 
         path = train_view(data.path)
-        return PreparedRef(path, read_prepared_meta(path))
+        return PreparedRef(path, read_meta(path))
 
     def limits_for(self, kind: JobKind, time_budget_s: float | None = None) -> SandboxLimits:
         """Wall-clock limits that fit the job: short for validation, the budget for training.
@@ -251,6 +259,11 @@ class ToolRuntime:
             # rmtree never follows a link the job planted; what it could not remove is logged.
             shutil.rmtree(work_dir, onerror=_log_leftover)
         result = result.model_copy(update={"work_dir": None})
+        trace = JOB_TRACE.get()
+        if trace is not None:
+            trace.jobs.append(
+                {"tool": tool, "wall_time_s": result.wall_time_s, "placement": result.placement}
+            )
         if self.on_call is not None:
             self.on_call(
                 ToolCallRecord(
@@ -263,6 +276,7 @@ class ToolRuntime:
                         else None,
                         "dataset": str(job.dataset_path) if job.dataset_path else None,
                         "device": job.device,
+                        **({"placement": result.placement} if result.placement else {}),
                     },
                     ok=result.ok,
                     error=result.error.model_dump(mode="json") if result.error else None,
@@ -270,6 +284,7 @@ class ToolRuntime:
                     duration_s=result.wall_time_s,
                     backend=result.backend,
                     started_at=started,
+                    iteration=trace.iteration if trace is not None else None,
                 )
             )
         log.info(
@@ -289,18 +304,20 @@ class ToolRuntime:
         """
         args = inp.model_dump(exclude={"code"})
         key = hashlib.sha256(json.dumps([inp.code, args], sort_keys=True).encode()).hexdigest()
-        if key in self._validated:
-            self._validated.move_to_end(key)
-            return self._validated[key]
+        with self._validated_lock:
+            if key in self._validated:
+                self._validated.move_to_end(key)
+                return self._validated[key]
         limits = self.limits_for("validate")
         built, program = self.run_for_program("build", args, inp.code, limits=limits)
         inspected = None
         if program is not None:
             inspected = self.run("inspect", args, input_files=program.paths, limits=limits)
         found = Validation(built, inspected, program)
-        self._validated[key] = found
-        while len(self._validated) > 8:
-            self._validated.popitem(last=False)
+        with self._validated_lock:
+            self._validated[key] = found
+            while len(self._validated) > 8:
+                self._validated.popitem(last=False)
         return found
 
 

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from archsmith.spec import TaskSpec
 
 __all__ = [
+    "MEASURE_BATCH",
     "CandidateInput",
     "CheckShapesInput",
     "CheckShapesOutput",
@@ -42,21 +43,32 @@ _NonNegative = Annotated[float, Field(ge=0.0, allow_inf_nan=False)]
 class EvaluationMetrics(BaseModel):
     """The evaluation-based parameters of the paper's Table 2 for one trained candidate.
 
-    Losses may be NaN or infinite: that is how a diverged run reports itself, and the rulebook
-    treats it as divergence.
+    A figure that was not measured (a diverged run is never timed) is None, never 0: rules that
+    need it do not fire, CM is not computed from it, and views say "not measured". Losses may be
+    NaN or infinite: that is how a diverged run reports itself, and the rulebook treats it as
+    divergence.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    train_accuracy: _Fraction = Field(description="T_Acc: training accuracy, a fraction in [0, 1].")
-    val_accuracy: _Fraction = Field(description="V_Acc: validation accuracy, a fraction in [0, 1].")
-    train_energy_kwh_pue: _NonNegative = Field(
-        description="T_E: energy spent training the candidate, in kWh-PUE (>= 0)."
+    train_accuracy: _Fraction | None = Field(
+        default=None,
+        description="T_Acc: training accuracy, a fraction in [0, 1]; None: unmeasured.",
     )
-    val_energy_kwh_pue: _NonNegative = Field(
-        description="V_E: energy spent evaluating the validation set, in kWh-PUE (>= 0)."
+    val_accuracy: _Fraction | None = Field(
+        default=None,
+        description="V_Acc: validation accuracy, a fraction in [0, 1]; None: unmeasured.",
     )
-    fps: _NonNegative = Field(description="F: inference throughput, in frames per second (>= 0).")
+    train_energy_kwh_pue: _NonNegative | None = Field(
+        default=None, description="T_E: energy spent training the candidate, in kWh-PUE (>= 0)."
+    )
+    val_energy_kwh_pue: _NonNegative | None = Field(
+        default=None,
+        description="V_E: energy spent evaluating the validation set, in kWh-PUE (>= 0).",
+    )
+    fps: _NonNegative | None = Field(
+        default=None, description="F: inference throughput, in frames per second (>= 0)."
+    )
     params: int = Field(ge=0, description="P: number of parameters of the candidate (>= 0).")
     latency_ms: _NonNegative | None = Field(
         default=None, description="Batch-1 inference latency in milliseconds (>= 0), if measured."
@@ -75,8 +87,10 @@ class EvaluationMetrics(BaseModel):
     )
 
     @property
-    def generalization_gap(self) -> float:
+    def generalization_gap(self) -> float | None:
         """Training minus validation accuracy: above OT is overfitting, below UT underfitting."""
+        if self.train_accuracy is None or self.val_accuracy is None:
+            return None
         return self.train_accuracy - self.val_accuracy
 
     @property
@@ -127,6 +141,11 @@ class NotEvaluatedRule(BaseModel):
 
     rule_id: str
     reason: str
+    unmeasured: bool = Field(
+        default=False,
+        description="True when it carries weight and a metric it needs was not measured: its"
+        " target is unknown, so not met.",
+    )
 
 
 class ResolvedInstruction(BaseModel):
@@ -173,16 +192,27 @@ class RulebookAdviceOutput(BaseModel):
     dropped: list[DroppedInstruction]
     fired_rules: list[FiredRule]
     not_evaluated: list[NotEvaluatedRule]
-    combined_metric: float = Field(description="CM of Eq. 1 for this candidate.")
-    normalized_fps: float = Field(description="NF used in CM.")
-    normalized_train_energy: float = Field(description="T_NE used in CM.")
-    normalized_val_energy: float = Field(description="V_NE used in CM.")
+    combined_metric: float | None = Field(
+        description="CM of Eq. 1 for this candidate; None when a figure it weighs was not measured."
+    )
+    normalized_fps: float | None = Field(description="NF used in CM; None: FPS not measured.")
+    normalized_train_energy: float | None = Field(description="T_NE used in CM.")
+    normalized_val_energy: float | None = Field(description="V_NE used in CM.")
+    limit_violations: list[str] = Field(
+        default_factory=list,
+        description="The spec's hard limits (max_params, max_latency_ms, max_model_size_mb) this"
+        " candidate breaks, each as a readable line; empty when it meets them all.",
+    )
     targets_met: bool = Field(
-        description="True when no rule with a positive weight fired: all prioritised targets met."
+        description="True when no rule with a positive weight fired and none was left unchecked"
+        " for want of a measurement: all prioritised targets met."
     )
 
 
 # -- the sandboxed tools ---------------------------------------------------------------------------
+
+#: The batch the measuring process scores and times in: accuracy and FPS in the same batches.
+MEASURE_BATCH = 256
 
 
 class ToolError(BaseModel):
@@ -250,7 +280,10 @@ class CountParamsOutput(BaseModel):
 class TrainModelInput(CandidateInput):
     """Input of ``train_model``: the candidate, the dataset and the recipe's knobs."""
 
-    dataset: str = Field(description="Dataset name or alias from the registry.")
+    dataset: str = Field(
+        description="Dataset name or alias from the registry, or the TaskSpec's dataset as it is"
+        " (the absolute path of the user's own data)."
+    )
     epochs: int = Field(default=5, ge=1, le=10_000)
     time_budget_s: float | None = Field(
         default=None, gt=0, description="Stop training after this many seconds (checked per step)."
@@ -340,8 +373,13 @@ class MeasureEnergyInput(BaseModel):
     num_classes: int = Field(ge=2, description="Number of output classes.")
     task: Literal["image_classification", "text_classification"] = "image_classification"
     vocab_size: int | None = Field(default=None, gt=1)
-    dataset: str = Field(description="Dataset name or alias from the registry.")
-    batch_size: int = Field(default=256, ge=1, le=65_536, description="Throughput batch size.")
+    dataset: str = Field(
+        description="Dataset name or alias from the registry, or the TaskSpec's dataset as it is"
+        " (the absolute path of the user's own data)."
+    )
+    batch_size: int = Field(
+        default=MEASURE_BATCH, ge=1, le=65_536, description="Throughput batch size."
+    )
     split_seed: int = Field(default=0, ge=0, description="The split train_model used.")
     max_val: int | None = Field(default=None, ge=1)
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from langchain_core.tools import StructuredTool
 
+from archsmith.scoring.handover import model_files
 from archsmith.tools.runtime import PreparedRef, ToolRuntime, bind_tool, tool_error
 from archsmith.tools.schemas import (
+    MEASURE_BATCH,
     EpochRecord,
     MeasureEnergyInput,
     ToolError,
@@ -15,7 +18,7 @@ from archsmith.tools.schemas import (
     TrainModelOutput,
 )
 
-__all__ = ["argument_error", "make_train_model_tool", "train_model"]
+__all__ = ["argument_error", "make_train_model_tool", "score_test_split", "train_model"]
 
 #: What the host keeps of the candidate process's own account of its training.
 _REPORTED = ("epochs_completed", "stopped_by_budget", "train_samples_per_s", "device")
@@ -91,7 +94,7 @@ def train_model(runtime: ToolRuntime, inp: TrainModelInput) -> TrainModelOutput:
         return TrainModelOutput(ok=False, error=tool_error(trained), diverged=diverged, **common)
     scored = runtime.run(
         "score",
-        {"batch_size": 256, "splits": ["train", "val"]},
+        {"batch_size": MEASURE_BATCH, "splits": ["train", "val"]},
         dataset=data,
         input_files=program.paths,
         limits=runtime.limits_for("measure"),
@@ -111,6 +114,41 @@ def train_model(runtime: ToolRuntime, inp: TrainModelInput) -> TrainModelOutput:
         val_samples=measured.get("val_samples"),
         **{**common, "sandbox_wall_time_s": trained.wall_time_s + scored.wall_time_s},
     )
+
+
+def score_test_split(
+    runtime: ToolRuntime,
+    model_dir: Path,
+    dataset: str,
+    *,
+    split_seed: int = 0,
+    max_train: int | None = None,
+    max_val: int | None = None,
+) -> dict[str, Any]:
+    """The trained model's accuracy and loss on the test split, measured once at a run's end.
+
+    Not a LangChain tool on purpose: no decision may read the test split, and a tool an LLM can
+    call is an input to decisions. The measuring process scores the program in ``model_dir``.
+    """
+    data = runtime.prepare(dataset, seed=split_seed, max_train=max_train, max_val=max_val)
+    result = runtime.run(
+        "score",
+        {"batch_size": MEASURE_BATCH, "splits": ["test"]},
+        dataset=data,
+        input_files=model_files(model_dir),
+        limits=runtime.limits_for("measure"),
+    )
+    measured = result.result or {}
+    if not result.ok:
+        error = tool_error(result)
+        return {"ok": False, "error": error.model_dump(mode="json") if error else None}
+    return {
+        "ok": True,
+        "test_accuracy": measured.get("test_accuracy"),
+        "test_loss": measured.get("test_loss"),
+        "test_samples": measured.get("test_samples"),
+        "split": (data.meta.get("splits") or {}).get("test"),
+    }
 
 
 def make_train_model_tool(runtime: ToolRuntime) -> StructuredTool:

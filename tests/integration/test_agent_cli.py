@@ -117,16 +117,51 @@ def test_run_killed_with_sigkill_resumes_without_loss_or_repeat(tmp_path: Path) 
     assert "already finished" in again.stdout
 
 
+def _wait_for_training(tmp_path: Path, proc: subprocess.Popen[str], timeout: float) -> None:
+    """Until a training job is in flight: its work directory exists only while it runs."""
+    jobs = tmp_path / "home" / "jobs"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if jobs.is_dir() and any("-train-" in p.name for p in jobs.iterdir()):
+            time.sleep(3)  # well into the job: the runner has started training
+            return
+        assert proc.poll() is None, "the run ended before it started training"
+        time.sleep(0.2)
+    raise AssertionError("no training job started")
+
+
 @pytest.mark.slow
-def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path: Path) -> None:
-    proc = _start(tmp_path, "--iterations", "5", "--epochs", "1")
-    lines = _read_until(proc, r"^\s+1[ *]", timeout=300)
-    rid = re.search(r"run (\S+):", lines[0]).group(1)  # type: ignore[union-attr]
-    os.kill(proc.pid, signal.SIGINT)
+@pytest.mark.parametrize("how", ["ctrl-c", "stop --now"])
+def test_an_interrupt_stops_the_training_job_within_seconds(tmp_path: Path, how: str) -> None:
+    """Ctrl-C and `archsmith stop --now` during a long training job end the run in seconds.
+
+    2,000 epochs of digits would train for minutes; the run must not wait for that. The
+    iteration in flight is not recorded: a resumed run does it again.
+    """
+    proc = _start(tmp_path, "--iterations", "3", "--epochs", "2000")
+    lines = _read_until(proc, r"^run \S+:", timeout=300)
+    rid = re.search(r"run (\S+):", lines[-1]).group(1)  # type: ignore[union-attr]
+    _wait_for_training(tmp_path, proc, timeout=300)
+    started = time.monotonic()
+    if how == "ctrl-c":
+        os.kill(proc.pid, signal.SIGINT)
+    else:
+        stop = subprocess.run(
+            [str(SCRIPT), "stop", rid, "--now"], capture_output=True, text=True,
+            env=env_for(tmp_path), timeout=120,
+        )  # fmt: skip
+        assert stop.returncode == 0, stop.stderr
     out, _ = proc.communicate(timeout=120)
+    took = time.monotonic() - started
     assert proc.returncode == 130, out
+    assert took < 30, f"the run took {took:.0f} s to stop"
     assert f"archsmith resume {rid}" in out
-    assert load_meta(tmp_path / "home", rid).status == "interrupted"
+    meta = load_meta(tmp_path / "home", rid)
+    assert meta.status == "interrupted"
+    assert "in iteration 1" in (meta.stop_reason or "")
+    assert _entries(tmp_path, rid) == [], "the interrupted iteration must not be recorded"
+    jobs = tmp_path / "home" / "jobs"
+    assert not any(jobs.iterdir()), "the training job's directory was left behind"
 
 
 def test_resume_unknown_run_is_a_clear_error(tmp_path: Path) -> None:
@@ -136,3 +171,29 @@ def test_resume_unknown_run_is_a_clear_error(tmp_path: Path) -> None:
     )  # fmt: skip
     assert result.returncode == 2
     assert "no run 'no-such-run'" in result.stderr
+
+
+@pytest.mark.slow
+def test_a_best_past_a_hard_limit_is_said_and_exits_4(tmp_path: Path) -> None:
+    """No model of the offline architect has at most 10 parameters: the run says so, exit 4."""
+    result = subprocess.run(
+        [str(SCRIPT), "run", "a digits classifier with under 10 parameters",
+         "--iterations", "1", "--epochs", "1"],
+        capture_output=True, text=True, env=env_for(tmp_path), timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 4, result.stdout + result.stderr
+    last = " ".join(result.stderr.split())
+    assert "no candidate met every hard limit" in last
+    assert "max_params 10" in last
+
+
+@pytest.mark.slow
+def test_a_run_without_one_evaluated_candidate_exits_3(tmp_path: Path) -> None:
+    """Every build times out (a validation limit of a millisecond): no model, exit 3."""
+    env = {**env_for(tmp_path), "ARCHSMITH_VALIDATE_WALL_TIME_S": "0.001"}
+    result = subprocess.run(
+        [str(SCRIPT), "run", "build a 1000-FPS digits classifier", "--iterations", "1"],
+        capture_output=True, text=True, env=env, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert "no candidate could be evaluated" in " ".join(result.stderr.split())

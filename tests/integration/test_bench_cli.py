@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import json
 import subprocess
 import xml.etree.ElementTree as ET
@@ -10,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from benchdata import write_space_file
 from clitools import SCRIPT, env_for
 from langchain_core.language_models.fake_chat_models import FakeListChatModel
 
@@ -72,7 +74,7 @@ def test_a_small_grid_on_nas_bench_macro(tmp_path: Path) -> None:
     assert "10/10" in result.stderr  # the progress bar finished
 
     data = json.loads((out / "results.json").read_text(encoding="utf-8"))
-    assert data["format"] == 1
+    assert data["format"] == 2
     assert data["command"].startswith("archsmith bench -b macro -O accuracy")
     assert len(data["searches"]) == 2 * 5
     for s in data["searches"]:
@@ -93,8 +95,8 @@ def test_a_small_grid_on_nas_bench_macro(tmp_path: Path) -> None:
 
     md = (out / "results.md").read_text(encoding="utf-8")
     assert data["command"] in md
-    assert "![best rank so far](best_so_far_macro_accuracy.svg)" in md
-    root = ET.parse(out / "best_so_far_macro_accuracy.svg").getroot()
+    assert "![best rank so far](best_so_far_macro_cifar10_accuracy.svg)" in md
+    root = ET.parse(out / "best_so_far_macro_cifar10_accuracy.svg").getroot()
     paths = root.findall(f".//{SVG}path")
     assert [p.get("class") for p in paths] == ["median", "median"]
     strategies = [g.get("data-strategy") for g in root.findall(f".//{SVG}g[@class='strategy']")]
@@ -117,6 +119,57 @@ def test_bad_input_exits_2_and_writes_nothing(tmp_path: Path) -> None:
     assert "not applicable" in result.stderr
     assert not out.exists()
     assert not (tmp_path / "bench-results").exists()
+
+
+def write_space(folder: Path) -> Path:
+    """A space file and its table, written from a small made-up table of 4 positions."""
+    table = {}
+    for arch in itertools.product(range(3), repeat=4):
+        convs = sum(c > 0 for c in arch)
+        table["".join(map(str, arch))] = {
+            "accuracy": 60.0 + 5.0 * convs + 2.0 * (arch[0] == 2) - 3.0 * (arch[-1] == 2),
+            "params": 1_000 + 800 * sum(arch),
+            "latency_ms": {"mcu": 1.0 + 2.0 * sum(arch)},
+        }
+    fields = {
+        "name": "tiny-cells",
+        "dataset": "sensor-data",
+        "choices": ["identity", "conv3", "conv5"],
+        "roles": {"identity": "identity"},
+        "accuracy_unit": "percent",
+    }
+    return write_space_file(folder, table, fields)
+
+
+def test_a_users_space_file_runs_every_strategy(tmp_path: Path) -> None:
+    out = tmp_path / "results"
+    space = write_space(tmp_path)
+    result = bench(tmp_path, "--space", str(space), "--seeds", "3", "--budget", "8", "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    assert "tiny-cells, sensor-data, accuracy (81 architectures)" in " ".join(result.stdout.split())
+    data = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    assert [b["benchmark"] for b in data["benchmarks"]] == ["tiny-cells"]
+    assert data["strategies"] == ["rulebook", "random", "evolution", "tpe", "rl"]
+    assert {a["objective"] for a in data["aggregates"]} == {"accuracy", "m-factor", "latency"}
+    assert all(s["evaluations"] == 8 for s in data["searches"])
+    rulebook = [s for s in data["searches"] if s["strategy"] == "rulebook"]
+    edits = {m["edit"] for s in rulebook for e in s["trace"] for m in e.get("moves", [])}
+    assert edits
+    assert all(e.split(" -> ")[0] in ("identity", "conv3", "conv5") for e in edits)
+
+
+def test_a_bad_space_file_exits_2_with_the_line(tmp_path: Path) -> None:
+    space = write_space(tmp_path)
+    table = json.loads((tmp_path / "table.json").read_text())
+    table["0003"] = table.pop("0002")
+    (tmp_path / "table.json").write_text(json.dumps(table, indent=1))
+    out = tmp_path / "results"
+    result = bench(tmp_path, "--space", str(space), "-o", str(out))
+    assert result.returncode == 2, result.stderr
+    message = " ".join(result.stderr.split())
+    assert "table.json, line" in message
+    assert "'0003' is not a code of this space" in message
+    assert not out.exists()
 
 
 @pytest.mark.llm

@@ -12,6 +12,7 @@ import logging
 import os
 import re
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -26,12 +27,15 @@ from archsmith.sandbox.base import SANDBOX_DATA, SANDBOX_WORK, SandboxError, San
 from archsmith.sandbox.base import SandboxLimits as Limits
 from archsmith.sandbox.docker import (
     LABEL,
+    OWNER_LABEL,
     SANDBOX_ENV,
     SANDBOX_UID,
     DockerSandbox,
     build_command,
     docker_available,
     ensure_image,
+    owner_id,
+    remove_orphans,
 )
 from archsmith.sandbox.pyview import python_view
 
@@ -143,7 +147,9 @@ def engine() -> docker.DockerClient:
 
 
 def _leftovers(engine: docker.DockerClient) -> list[str]:
-    return [c.name for c in engine.containers.list(all=True, filters={"label": LABEL})]
+    """This test process's containers: another process's (a CI run killed earlier) are not ours."""
+    mine = f"{OWNER_LABEL}={owner_id()}"
+    return [c.name for c in engine.containers.list(all=True, filters={"label": [LABEL, mine]})]
 
 
 @pytest.fixture
@@ -379,6 +385,34 @@ def test_container_is_removed_when_the_host_is_interrupted(
     watcher.join(5)
     assert len(seen) == 1
     assert _leftovers(engine) == []
+
+
+def test_container_of_a_process_that_died_is_removed_by_the_next_run(
+    sandbox: DockerSandbox, engine: docker.DockerClient
+) -> None:
+    """A run killed with -9 leaves its container; the next archsmith on the host removes it."""
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    orphan = engine.containers.create(
+        IMAGE, ["sleep", "600"], labels={LABEL: "orphan", OWNER_LABEL: owner_id(dead.pid)}
+    )
+    live = engine.containers.create(
+        IMAGE, ["sleep", "600"], labels={LABEL: "live", OWNER_LABEL: owner_id(os.getppid())}
+    )
+    other_host = engine.containers.create(
+        IMAGE,
+        ["sleep", "600"],
+        labels={LABEL: "elsewhere", OWNER_LABEL: f"not-this-host:{dead.pid}"},
+    )
+    try:
+        assert sandbox.run(SandboxJob(tool="selftest")).ok
+        names = {c.name for c in engine.containers.list(all=True, filters={"label": LABEL})}
+        assert orphan.name not in names
+        assert {live.name, other_host.name} <= names
+        assert remove_orphans(engine) == []
+    finally:
+        for container in (live, other_host):
+            container.remove(force=True)
 
 
 def test_start_overhead_is_measured_and_logged(

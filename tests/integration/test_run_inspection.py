@@ -96,6 +96,12 @@ def test_show_tells_the_story_of_the_run_and_of_one_step(readme_run: tuple[Path,
     assert all(c["backend"] for c in data["tool_calls"])
     story = json.loads(_cli(base, "show", run_id, "--json").stdout)
     assert story["best"]["is_best"] is True
+    # The headline: the best measured once on the held-out test split when the run ended.
+    test = story["best"]["test"]
+    assert test["ok"] is True
+    assert 0.0 <= test["test_accuracy"] <= 1.0
+    assert test["test_samples"] == 359  # digits: a 20 % carve-out, never trained or chosen on
+    assert "test acc" in whole.stdout
     code = Path(story["run"]["directory"]) / "candidates" / "iteration_001.py"
     assert code.read_text() == story["iterations"][0]["code"]
 

@@ -116,11 +116,13 @@ class StubLLMServer:
     """A threaded HTTP server on 127.0.0.1 with an ephemeral port, serving scripted replies.
 
     With an empty script it answers ``Reply(text=default_text)`` so a preflight call succeeds
-    without scripting; every answer, scripted or not, is counted in ``requests``.
+    without scripting, or what `always` set (an outage: 500 on every try); every answer,
+    scripted or not, is counted in ``requests``.
     """
 
     def __init__(self, default_text: str = "ok") -> None:
         self.default_text = default_text
+        self._always: Reply | None = None
         self._script: deque[Reply] = deque()
         self._requests: list[RecordedRequest] = []
         self._lock = threading.Lock()
@@ -175,7 +177,7 @@ class StubLLMServer:
 
     @property
     def gemini_base_url(self) -> str:
-        """What ``ChatGoogleGenerativeAI(base_url=...)`` takes: the SDK appends ``/v1beta/...``."""
+        """What ``ChatGoogleGenerativeAI(base_url=...)`` takes; the SDK appends ``/VERSION/...``."""
         return self.url
 
     # -- script and record ---------------------------------------------------------------------
@@ -184,6 +186,11 @@ class StubLLMServer:
         """Queue replies; each request takes the next one."""
         with self._lock:
             self._script.extend(replies)
+
+    def always(self, reply: Reply | None) -> None:
+        """Answer ``reply`` whenever the script is empty, until called with None (recovered)."""
+        with self._lock:
+            self._always = reply
 
     @property
     def pending(self) -> int:
@@ -202,11 +209,14 @@ class StubLLMServer:
         with self._lock:
             self._script.clear()
             self._requests.clear()
+            self._always = None
 
     def _next(self, recorded: RecordedRequest) -> Reply:
         with self._lock:
             self._requests.append(recorded)
-            return self._script.popleft() if self._script else Reply(text=self.default_text)
+            if self._script:
+                return self._script.popleft()
+            return self._always or Reply(text=self.default_text)
 
     # -- rendering -------------------------------------------------------------------------------
 

@@ -80,7 +80,7 @@ def test_accuracy_spec_and_rules() -> None:
     space = small_macro()
     objective = AccuracyObjective(space, "cifar10")
     spec = objective.spec()
-    assert spec.val_accuracy_threshold == 0.93
+    assert spec.val_accuracy_threshold == 1.0  # any gain: not the table's best, a hint
     assert spec.train_accuracy_threshold <= spec.val_accuracy_threshold
     assert spec.max_params is None
     assert spec.max_latency_ms is None
@@ -88,9 +88,8 @@ def test_accuracy_spec_and_rules() -> None:
     assert poor["val_accuracy_low"] == 1.0
     assert "underfitting" not in poor
     assert "overfitting" not in poor
-    best = advise(objective.metrics(space.record((2,) * 8, "cifar10")), spec)
-    assert best.targets_met
-    assert best.instructions == []
+    best = fired(objective, space.record((2,) * 8, "cifar10"))
+    assert best["val_accuracy_low"] == 1.0  # the optimum looks like any other architecture
 
 
 # -- m-factor -------------------------------------------------------------------------------------
@@ -113,8 +112,8 @@ def test_m_factor_spec_pushes_both_ways() -> None:
     objective = MFactorObjective(space, "cifar10")
     records = [space.record(a, "cifar10") for a in space.all_archs()]
     spec = objective.spec()
-    # No oracle: the best accuracy of the space and its median size, not the optimum's size.
-    assert spec.val_accuracy_threshold == max(r.accuracy for r in records)
+    # No oracle: any gain in accuracy and the median size, not the optimum's accuracy or size.
+    assert spec.val_accuracy_threshold == 1.0
     assert spec.max_params == statistics.median_low(r.params or 0 for r in records)
     assert spec.params_priority == 1.0
     big = fired(objective, space.record((2,) * 8, "cifar10"))
@@ -191,17 +190,17 @@ def test_latency_spec_and_rules() -> None:
     objective = LatencyObjective(space, "cifar10", "fpga", max_latency_ms=60.0)
     spec = objective.spec()
     assert (spec.max_latency_ms, spec.latency_priority) == (60.0, 1.0)
-    assert spec.val_accuracy_threshold == 0.92
+    assert spec.val_accuracy_threshold == 1.0
     slow = space.record((3,) * 6, "cifar10")  # 40 ms x 3 on the fpga
     rules = fired(objective, slow)
     assert rules["latency_over_limit"] == 1.0
-    assert "val_accuracy_low" not in rules
+    assert rules["val_accuracy_low"] == 1.0
     metrics = objective.metrics(slow)
     assert metrics.latency_ms == 120.0
     assert metrics.fps == pytest.approx(1000.0 / 120.0)
     assert metrics.params == slow.params
-    best = space.record((3, 3, 3, 2, 2, 2), "cifar10")
-    assert advise(objective.metrics(best), spec).targets_met
+    best = fired(objective, space.record((3, 3, 3, 2, 2, 2), "cifar10"))
+    assert "latency_over_limit" not in best
 
 
 def test_latency_default_limit_is_the_median() -> None:
@@ -297,37 +296,23 @@ def real_objectives(
     return out
 
 
-def test_real_targets_are_met_by_the_optimum_only(macro: NasBenchMacro, nb201: NasBench201) -> None:
-    """On the real tables, the spec's targets hold exactly for the rank-1 architectures.
-
-    Except under the M-factor, whose size limit is a user's (the median), not the optimum's.
-    """
+def test_real_specs_give_no_hint_of_the_optimum(macro: NasBenchMacro, nb201: NasBench201) -> None:
+    """On the real tables, the rules fire alike on the optimum and on the worst architecture:
+    the targets are any gain in accuracy and a user's kind of limit, so the advice cannot tell
+    the search that it has found the best."""
     for space, dataset, objective in real_objectives(macro, nb201):
-        if isinstance(objective, MFactorObjective):
-            continue
         spec = objective.spec()
         info = REGISTRY[dataset]
         assert (spec.dataset, spec.num_classes) == (info.name, info.num_classes)
         assert spec.input_shape == info.input_shape
         assert TaskSpec.model_validate(spec.model_dump()) == spec
         assert spec.fps_priority == spec.train_energy_priority == spec.val_energy_priority == 0.0
-        assert spec.train_accuracy_threshold <= spec.val_accuracy_threshold
+        assert spec.val_accuracy_threshold == spec.train_accuracy_threshold == 1.0
         ranks = Evaluator.rank_table(space, dataset, objective)
-        meets = set()
-        for arch in space.all_archs():
-            m = objective.metrics(space.record(arch, dataset))
-            if (
-                m.val_accuracy >= spec.val_accuracy_threshold
-                and (spec.max_params is None or m.params <= spec.max_params)
-                and (spec.max_latency_ms is None or (m.latency_ms or 0.0) <= spec.max_latency_ms)
-            ):
-                meets.add(arch)
-        assert meets == {a for a, r in ranks.items() if r == 1}, objective.name
-        # the rulebook agrees on the optimum and on the worst architecture
         best = min(ranks, key=lambda a: (ranks[a], a))
-        worst = max(ranks, key=lambda a: (ranks[a], a))
-        assert advise(objective.metrics(space.record(best, dataset)), spec).targets_met
-        assert not advise(objective.metrics(space.record(worst, dataset)), spec).targets_met
+        advice = advise(objective.metrics(space.record(best, dataset)), spec)
+        assert not advice.targets_met, objective.name
+        assert "val_accuracy_low" in {r.rule_id for r in advice.fired_rules}
 
 
 def test_gap_rules_never_fire(macro: NasBenchMacro) -> None:

@@ -21,11 +21,13 @@ from typer.testing import CliRunner
 from archsmith.bench import runner as runner_module
 from archsmith.bench.base import Arch, Evaluator, Objective, Record, Strategy, TabularSpace
 from archsmith.bench.output import (
+    KEEP_MARKER,
     best_so_far_svg,
     heading,
     markdown,
     render_tables,
     write_outputs,
+    write_summary,
 )
 from archsmith.bench.runner import (
     BenchConfig,
@@ -74,6 +76,16 @@ class FakeSpace:
         params = 1000 * (1 + sum(arch))
         latency = {d: 2.0 + 3.0 * sum(arch) for d in self.devices}
         return Record(accuracy=0.5 + weight / 30 - bonus, params=params, latency_ms=latency)
+
+
+class OnlyTimedOn10(FakeSpace):
+    """Latency measured on cifar10 only, as NAS-Bench-201's file has it."""
+
+    def record(self, arch: Arch, dataset: str) -> Record:
+        record = super().record(arch, dataset)
+        if dataset == "cifar10":
+            return record
+        return Record(accuracy=record.accuracy, params=record.params)
 
 
 class FakeObjective:
@@ -194,6 +206,15 @@ class FakeComponents:
             raise InputError(f"the {name} table is not in {data_dir}")
         return FakeSpace(name, ("pi4", "fpga") if name == "nb201" else ())
 
+    def load_space_file(self, path: Path) -> TabularSpace:
+        """A file holding just the space's name stands for a user's space."""
+        if not Path(path).is_file():
+            raise InputError(f"space file {path} does not exist")
+        name = Path(path).read_text().strip()
+        if not name:
+            raise InputError(f"{path}, line 1: the space has no name")
+        return FakeSpace(name, ("board",))
+
     def make_objective(
         self,
         name: str,
@@ -250,21 +271,64 @@ def test_default_grid_runs_what_applies_and_reports_the_rest() -> None:
     result = bench(strategies=None)
     # llm has no LLM configured: skipped with the reason; latency has no devices on macro.
     assert result.strategies == ["rulebook", "random", "lazy", "greedy"]
-    skipped = {(s.kind, s.name, s.benchmark): s.reason for s in result.skipped}
-    assert "no LLM configured" in skipped[("strategy", "llm", None)]
-    assert skipped[("objective", "latency", "macro")].startswith("not applicable")
-    cells = {(a.benchmark, a.objective) for a in result.aggregates}
+    skipped = {(s.kind, s.name, s.benchmark, s.dataset): s.reason for s in result.skipped}
+    assert "no LLM configured" in skipped[("strategy", "llm", None, None)]
+    assert skipped[("objective", "latency", "macro", "cifar10")].startswith("not applicable")
+    # Every dataset of a benchmark, by default.
+    cells = {(a.benchmark, a.dataset, a.objective) for a in result.aggregates}
     assert cells == {
-        ("macro", "accuracy"), ("macro", "m-factor"),
-        ("nb201", "accuracy"), ("nb201", "m-factor"), ("nb201", "latency"),
+        ("macro", "cifar10", "accuracy"), ("macro", "cifar10", "m-factor"),
+        ("nb201", "cifar10", "accuracy"), ("nb201", "cifar10", "m-factor"),
+        ("nb201", "cifar10", "latency"), ("nb201", "cifar100", "accuracy"),
+        ("nb201", "cifar100", "m-factor"), ("nb201", "cifar100", "latency"),
     }  # fmt: skip
-    assert len(result.searches) == 5 * 4 * 3
-    assert result.format == 1
+    assert len(result.searches) == 8 * 4 * 3
+    assert result.format == 2
     assert [b.benchmark for b in result.benchmarks] == ["macro", "nb201"]
+    assert [b.datasets for b in result.benchmarks] == [["cifar10"], ["cifar10", "cifar100"]]
+
+
+def test_a_dataset_without_latency_skips_only_the_latency_objective() -> None:
+    class NoLatencyOn100(FakeComponents):
+        def load_space(self, name: str, data_dir: Path | None) -> TabularSpace:
+            return OnlyTimedOn10(name, ("pi4",))
+
+    result = bench(NoLatencyOn100(), benchmarks=["nb201"], strategies=["random"])
+    cells = {(a.dataset, a.objective) for a in result.aggregates}
+    assert ("cifar100", "latency") not in cells
+    assert ("cifar10", "latency") in cells
+    (skip,) = [s for s in result.skipped if s.kind == "objective"]
+    assert (skip.name, skip.dataset) == ("latency", "cifar100")
+    assert "no pi4 latency on cifar100" in skip.reason
+
+
+def test_user_spaces_run_alone_or_beside_the_named_benchmarks(tmp_path: Path) -> None:
+    path = tmp_path / "mine.json"
+    path.write_text("mine")
+    result = bench(spaces=[path], strategies=["random"])
+    assert [b.benchmark for b in result.benchmarks] == ["mine"]
+    assert result.benchmarks[0].source == str(path)
+    assert {a.objective_label for a in result.aggregates} == {
+        "accuracy",
+        "m-factor",
+        "latency:board<=14ms",
+    }  # fmt: skip; the space's first device
+    both = bench(spaces=[path], benchmarks=["macro"], strategies=["random"], jobs=2)
+    assert [b.benchmark for b in both.benchmarks] == ["macro", "mine"]
+    assert "--space" in both.command
+    (tmp_path / "bad.json").write_text("")
+    with pytest.raises(InputError, match="line 1: the space has no name"):
+        bench(spaces=[tmp_path / "bad.json"])
+    (tmp_path / "clash.json").write_text("macro")
+    with pytest.raises(InputError, match="named 'macro', as another benchmark is"):
+        bench(spaces=[tmp_path / "clash.json"], benchmarks=["macro"])
 
 
 def test_a_search_result_says_what_was_found_and_how_fast() -> None:
-    result = bench(benchmarks=["nb201"], objectives=["latency"], strategies=["rulebook"], seeds=[4])
+    result = bench(
+        benchmarks=["nb201"], objectives=["latency"], strategies=["rulebook"], seeds=[4],
+        datasets={"nb201": "cifar10"},
+    )  # fmt: skip
     (s,) = result.searches
     space = FakeSpace("nb201", ("pi4", "fpga"))
     objective = FakeObjective("latency", "pi4", None, 1.0)
@@ -288,8 +352,9 @@ def test_a_search_result_says_what_was_found_and_how_fast() -> None:
 
 def test_an_infeasible_best_has_no_score_and_does_not_meet_the_constraint() -> None:
     result = bench(
-        benchmarks=["nb201"], objectives=["latency"], strategies=["random"], max_latency_ms=1.0
-    )
+        benchmarks=["nb201"], objectives=["latency"], strategies=["random"], max_latency_ms=1.0,
+        datasets={"nb201": "cifar10"},
+    )  # fmt: skip
     assert all(not s.feasible and s.best_score is None for s in result.searches)
     assert result.aggregates[0].feasible_fraction == 0.0
     json.loads(result.model_dump_json())  # no -inf in the JSON
@@ -307,8 +372,8 @@ def test_results_do_not_depend_on_the_number_of_workers() -> None:
     assert comparable(one) == comparable(two)
     assert [s.seed for s in one.searches[:4]] == [0, 1, 2, 3]
     # Progress comes from this thread, counting up to every search of the grid.
-    assert reports[0] == (0, 40)
-    assert reports[-1] == (40, 40)
+    assert reports[0] == (0, 64)
+    assert reports[-1] == (64, 64)
     assert [d for d, _ in reports] == sorted(d for d, _ in reports)
 
 
@@ -317,15 +382,17 @@ def test_ranks_are_computed_once_per_cell_and_shared(monkeypatch: pytest.MonkeyP
     original = Evaluator.rank_table
 
     def counting(space: TabularSpace, dataset: str, objective: Objective) -> dict[Arch, int]:
-        calls.append(f"{space.name}/{objective.name}")
+        calls.append(f"{space.name}/{dataset}/{objective.name}")
         return original(space, dataset, objective)
 
     monkeypatch.setattr(Evaluator, "rank_table", staticmethod(counting))
     result = bench(strategies=["random", "rulebook"], seeds=5)
-    assert len(result.searches) == 5 * 2 * 5
+    assert len(result.searches) == 8 * 2 * 5
     assert sorted(calls) == sorted(
-        ["macro/accuracy", "macro/m-factor", "nb201/accuracy", "nb201/m-factor",
-         "nb201/latency:pi4<=14ms"]
+        ["macro/cifar10/accuracy", "macro/cifar10/m-factor", "nb201/cifar10/accuracy",
+         "nb201/cifar10/m-factor", "nb201/cifar10/latency:pi4<=14ms",
+         "nb201/cifar100/accuracy", "nb201/cifar100/m-factor",
+         "nb201/cifar100/latency:pi4<=14ms"]
     )  # fmt: skip
 
 
@@ -365,7 +432,7 @@ def test_an_llm_that_fails_its_check_stops_the_grid_before_it_starts() -> None:
         ({"benchmarks": ["nb101"]}, "unknown benchmark 'nb101'; choose from macro, nb201"),
         ({"objectives": ["speed"]}, "unknown objective 'speed'"),
         ({"strategies": ["bayes"]}, "unknown strategy 'bayes'"),
-        ({"datasets": {"nb301": "cifar10"}}, "unknown benchmark 'nb301'"),
+        ({"datasets": {"nb301": "cifar10"}}, "--dataset names benchmark\\(s\\) 'nb301'"),
         ({"benchmarks": ["macro"], "datasets": {"macro": "cifar100"}}, "no dataset 'cifar100'"),
         ({"objectives": ["latency"], "device": "tpu"}, "unknown device 'tpu'.*pi4, fpga"),
         ({"benchmarks": ["macro"], "objectives": ["latency"]}, "nothing to run.*not applicable"),
@@ -389,7 +456,7 @@ def test_a_missing_table_fails_only_when_asked_for() -> None:
 
 
 def test_a_dataset_missing_from_one_default_benchmark_skips_only_that_one() -> None:
-    result = bench(datasets={"macro": "cifar100", "nb201": "cifar100"}, strategies=["random"])
+    result = bench(datasets={"macro": "cifar100", "nb201": ["cifar100"]}, strategies=["random"])
     assert {(a.benchmark, a.dataset) for a in result.aggregates} == {("nb201", "cifar100")}
     assert any("no dataset 'cifar100'" in s.reason for s in result.skipped)
 
@@ -427,6 +494,10 @@ def test_the_command_reproduces_the_config() -> None:
         " --dataset nb201=cifar100 --device fpga --max-latency-ms 2.5 --data-dir '/data dir'"
         " --llm openai:gpt-4o"
     )
+    several = BenchConfig(datasets={"nb201": ["cifar10", "cifar100"]}, spaces=[Path("my.json")])
+    assert several.command() == (
+        "archsmith bench --seeds 20 --budget 10 --dataset nb201=cifar10,cifar100 --space my.json"
+    )
     assert BenchConfig(seeds=5, objectives=["accuracy"]).command() == (
         "archsmith bench -O accuracy --seeds 5 --budget 10"
     )
@@ -456,6 +527,7 @@ def test_aggregates_use_numpys_linear_quartiles_and_keep_the_mean() -> None:
     assert a.best_rank_mean == 4.0
     assert (a.best_rank_min, a.best_rank_max) == (1, 10)
     assert a.best_accuracy_median == pytest.approx(0.875)
+    assert a.best_accuracy_mean == pytest.approx((0.89 + 0.88 + 0.87 + 0.80) / 4)
     assert a.m_factor_median is None
     assert a.feasible_fraction == 0.75
     assert a.curve_median == [7.0, 2.5, 2.5]
@@ -472,28 +544,31 @@ def test_outputs_are_written_and_read_back(tmp_path: Path) -> None:
     paths = write_outputs(result, tmp_path / "out")
     names = sorted(p.name for p in paths)
     assert names == sorted(
-        ["results.json", "results.md", "best_so_far_macro_accuracy.svg",
-         "best_so_far_macro_m-factor.svg", "best_so_far_nb201_accuracy.svg",
-         "best_so_far_nb201_m-factor.svg", "best_so_far_nb201_latency.svg"]
+        ["results.json", "results.md", "best_so_far_macro_cifar10_accuracy.svg",
+         "best_so_far_macro_cifar10_m-factor.svg", "best_so_far_nb201_cifar10_accuracy.svg",
+         "best_so_far_nb201_cifar10_m-factor.svg", "best_so_far_nb201_cifar10_latency.svg",
+         "best_so_far_nb201_cifar100_accuracy.svg", "best_so_far_nb201_cifar100_m-factor.svg",
+         "best_so_far_nb201_cifar100_latency.svg"]
     )  # fmt: skip
     data = json.loads((tmp_path / "out" / "results.json").read_text())
-    assert data["format"] == 1
+    assert data["format"] == 2
     assert data["command"] == result.command
     assert BenchResult.model_validate(data) == result
     md = (tmp_path / "out" / "results.md").read_text()
     assert result.command in md
     assert "25th-75th percentile, numpy's default linear interpolation" in md
-    assert "![best rank so far](best_so_far_nb201_latency.svg)" in md
-    assert "objective latency on macro not run: not applicable" in md
+    assert "![best rank so far](best_so_far_nb201_cifar100_latency.svg)" in md
+    assert "objective latency on macro cifar10 not run: not applicable" in md
     assert "strategy llm not run: no LLM configured" in md
-    assert md.count("| rulebook |") + md.count("| **rulebook** |") == 5
+    assert md.count("| rulebook |") + md.count("| **rulebook** |") == 8
     assert not list((tmp_path / "out").glob(".*"))  # no temporary files left
 
 
 def test_the_plot_has_a_median_line_and_a_band_per_strategy() -> None:
     result = bench(strategies=["rulebook", "random", "greedy"], seeds=5, budget=8)
-    root = ET.fromstring(best_so_far_svg(result, "nb201", "accuracy"))
+    root = ET.fromstring(best_so_far_svg(result, "nb201", "cifar10", "accuracy"))
     assert root.tag == f"{SVG}svg"
+    assert root.get("data-dataset") == "cifar10"
     paths = root.findall(f".//{SVG}path")
     assert [p.get("class") for p in paths] == ["median"] * 3
     groups = root.findall(f".//{SVG}g[@class='strategy']")
@@ -517,14 +592,14 @@ def test_the_plot_has_a_median_line_and_a_band_per_strategy() -> None:
 
 def test_the_plot_of_a_one_evaluation_budget_still_draws() -> None:
     result = bench(benchmarks=["macro"], objectives=["accuracy"], strategies=["random"], budget=1)
-    root = ET.fromstring(best_so_far_svg(result, "macro", "accuracy"))
+    root = ET.fromstring(best_so_far_svg(result, "macro", "cifar10", "accuracy"))
     assert len(root.findall(f".//{SVG}path")) == 1
 
 
 def test_the_terminal_tables_have_a_row_per_strategy_and_fit_80_columns() -> None:
     from rich.console import Console
 
-    result = bench(strategies=["rulebook", "random"])
+    result = bench(strategies=["rulebook", "random"], datasets={"nb201": "cifar10"})
     console = Console(width=80, record=True, color_system=None)
     console.print(heading(result))
     tables = render_tables(result)
@@ -537,6 +612,25 @@ def test_the_terminal_tables_have_a_row_per_strategy_and_fit_80_columns() -> Non
     assert text.count("rulebook") == 5
     assert max(len(line) for line in text.splitlines()) <= 80
     assert markdown(result).count("## ") == 5 + 1  # five cells and "Not run"
+
+
+def test_the_summary_page_keeps_what_is_written_by_hand(tmp_path: Path) -> None:
+    result = bench(strategies=["rulebook", "random"])
+    out, page = tmp_path / "docs" / "bench", tmp_path / "docs" / "benchmarks.md"
+    write_outputs(result, out)
+    page.write_text(f"stale table\n{KEEP_MARKER}\n## Notes\n\nmine\n")
+    write_summary(result, page, out, "archsmith bench --seeds 3")
+    text = page.read_text()
+    generated, kept = text.split(KEEP_MARKER)
+    assert "stale table" not in generated
+    assert kept == "\n## Notes\n\nmine\n"
+    assert f"archsmith bench --seeds 3 --summary {page}" in generated
+    assert "](bench/best_so_far_nb201_cifar100_latency.svg)" in generated
+    rows = [line for line in generated.splitlines() if line.startswith("| nb201 ")]
+    assert len(rows) == 2 * 6  # six nb201 cells, in the per-strategy and the rulebook tables
+    assert "| benchmark, dataset, objective | size | rulebook | random |" in generated
+    write_summary(result, page, out, "archsmith bench --seeds 3")
+    assert page.read_text() == text  # writing it again changes nothing
 
 
 # -- the command ---------------------------------------------------------------------------------
@@ -568,12 +662,27 @@ def test_the_command_prints_the_table_and_writes_the_files(
     assert "Best rank after 4 evaluations over 3 seeds" in result.output
     assert "searches" in result.output
     assert sorted(p.name for p in out.iterdir()) == [
-        "best_so_far_nb201_accuracy.svg", "best_so_far_nb201_latency.svg",
-        "best_so_far_nb201_m-factor.svg", "results.json", "results.md",
+        "best_so_far_nb201_cifar100_accuracy.svg", "best_so_far_nb201_cifar100_latency.svg",
+        "best_so_far_nb201_cifar100_m-factor.svg", "best_so_far_nb201_cifar10_accuracy.svg",
+        "best_so_far_nb201_cifar10_latency.svg", "best_so_far_nb201_cifar10_m-factor.svg",
+        "results.json", "results.md",
     ]  # fmt: skip
     data = json.loads((out / "results.json").read_text())
     assert data["config"]["strategies"] == ["random", "rulebook"]
-    assert len(data["searches"]) == 3 * 2 * 3
+    assert len(data["searches"]) == 6 * 2 * 3
+
+
+def test_the_command_writes_a_summary_page(cli: typer.Typer, tmp_path: Path) -> None:
+    page = tmp_path / "bench.md"
+    args = ["bench", "-b", "macro", "-s", "random", "--seeds", "2", "-j", "1"]
+    result = CliRunner().invoke(cli, [*args, "-o", str(tmp_path / "o"), "--summary", str(page)])
+    assert result.exit_code == 0, result.output
+    text = page.read_text()
+    assert f"-o {tmp_path / 'o'} --summary {page}" in text
+    assert KEEP_MARKER in text
+    bad = CliRunner().invoke(cli, [*args, "-o", str(tmp_path / "p"), "--summary", str(tmp_path)])
+    assert bad.exit_code == 2
+    assert "is not a file" in bad.output
 
 
 def test_the_command_can_print_json(cli: typer.Typer, tmp_path: Path) -> None:
@@ -582,7 +691,7 @@ def test_the_command_can_print_json(cli: typer.Typer, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     start = result.output.index("{")
     data = json.loads(result.output[start : result.output.rindex("}") + 1])
-    assert data["format"] == 1
+    assert data["format"] == 2
     assert len(data["searches"]) == 2
 
 
@@ -596,7 +705,9 @@ def test_the_command_can_print_json(cli: typer.Typer, tmp_path: Path) -> None:
         (["--budget", "0"], "budget: Input should be greater than or equal to 1"),
         (["--seeds", "many"], "--seeds must be a count"),
         (["--device", "tpu"], "unknown device 'tpu'"),
-        (["--dataset", "macro="], "--dataset must be NAME or BENCHMARK=NAME"),
+        (["--dataset", "macro="], "--dataset must be NAME[,NAME] or BENCHMARK=NAME[,NAME]"),
+        (["--dataset", "=cifar10"], "--dataset must be NAME[,NAME] or BENCHMARK=NAME[,NAME]"),
+        (["--space", "/nonexistent/space.json"], "space.json"),
         (["--llm", "claude"], "invalid LLM 'claude'"),
         (["-j", "0"], "jobs: Input should be greater than or equal to 1"),
     ],

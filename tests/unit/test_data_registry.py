@@ -56,6 +56,7 @@ def test_registry_entries_are_consistent() -> None:
         assert info.num_classes >= 2
         assert info.how_to_get
         assert info.description
+        assert "test" in info.splits, key  # every dataset says where its test split comes from
         if info.task is TaskKind.TEXT_CLASSIFICATION:
             assert len(info.input_shape) == 1
         else:

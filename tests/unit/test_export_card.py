@@ -130,14 +130,18 @@ def test_energy_carries_its_source_and_an_estimate_is_called_one() -> None:
         "value": 2.5e-6,
         "unit": "kWh-PUE",
         "source": "rapl",
+        "scope": "CPU package and DRAM only",
         "measured": True,
-        "note": "rapl: measured with the CPU's package and DRAM counters",
+        "note": (
+            "rapl: measured, read from the CPU's package and DRAM energy counters;"
+            " CPU package and DRAM only"
+        ),
         "symbol": "T_E",
     }
     assert val["source"] == "estimate"
     assert val["measured"] is False
     md = render_card(card)
-    assert "estimate: elapsed time x configured device power, not a measurement" in md
+    assert "estimate: elapsed time x configured power (CPU and RAM, plus one GPU on CUDA)" in md
     assert "**Estimates, not measurements:** val_energy_kwh_pue." in md
     measured = _card(_best(energy_sources={"train": "nvml", "val": "rapl"}))
     assert "Estimates, not measurements" not in render_card(measured)
@@ -165,7 +169,10 @@ def test_metrics_have_units_symbols_and_the_validation_counts() -> None:
     assert metrics["val_accuracy"] == {
         "value": 0.9721,
         "unit": "fraction",
-        "note": "on the validation split, after training",
+        "note": (
+            "on the validation split, after training; the search chose the model on it,"
+            " so it is optimistic"
+        ),
         "symbol": "V_Acc",
     }
     assert metrics["fps"]["unit"] == "frames/s"
@@ -236,3 +243,16 @@ def test_text_models_document_token_ids() -> None:
     assert "A text classification model for **imdb**" in md
     assert "token ids (int64), sequences of 256" in md
     assert "vocabulary.txt" in md
+
+
+def test_the_held_out_test_accuracy_is_the_headline_when_measured() -> None:
+    measured = _card(
+        _best(test={"ok": True, "test_accuracy": 0.9512, "split": "the source's own test split"})
+    )["metrics"]["test_accuracy"]
+    assert measured["value"] == 0.9512
+    assert "the source's own test split" in measured["note"]
+    assert "no decision read it" in measured["note"]
+    never = _card(_best())["metrics"]["test_accuracy"]
+    assert never["value"] is None
+    failed = _card(_best(test={"ok": False, "error": {"message": "gone"}}))["metrics"]
+    assert failed["test_accuracy"]["value"] is None

@@ -21,7 +21,9 @@ def test_graph_has_the_designed_nodes() -> None:
     nodes = set(build_graph().get_graph().nodes)
     assert nodes == {
         "__start__", "planner", "architect", "validate", "code_fixer", "evaluate", "critic",
-        "record_failure", "__end__",
+        "record_failure", "final_test", "__end__",
+        # --workers N > 1: a round of candidates fanned out with Send, judged together
+        "architect_round", "candidate", "critic_round",
     }  # fmt: skip
 
 
@@ -38,4 +40,5 @@ def test_route_after_step() -> None:
 
 def test_route_after_critic() -> None:
     assert route_after_critic({"stop_reason": None}) == "architect"
-    assert route_after_critic({"stop_reason": "reached 10 iterations"}) == "__end__"
+    # The loop's end goes through the one place the test split is read.
+    assert route_after_critic({"stop_reason": "reached 10 iterations"}) == "final_test"

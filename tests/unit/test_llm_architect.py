@@ -239,12 +239,19 @@ def test_token_usage_is_recorded() -> None:
     assert prop.llm_calls[0].output_tokens == 45
 
 
-def test_unparsable_reply_becomes_a_failing_candidate() -> None:
-    reply = "I'm sorry, I can't design that."
+@pytest.mark.parametrize(
+    ("reply", "summary"),
+    [("I'm sorry, I can't design that.", "reply without code"), ("", "empty reply")],
+)
+def test_reply_without_code_fails_validation_saying_so(reply: str, summary: str) -> None:
+    """The fixer must read "no Python code", not a syntax error from parsing English."""
     prop = LLMArchitect(fake(reply), model_name="fake").propose(SPEC, [], None, [], 1)
-    assert prop.code == reply
-    assert prop.summary.startswith("unparsed reply")
+    assert prop.summary == summary
     assert prop.llm_calls[0].response == reply
+    assert reply in prop.code  # kept for the fixer, as comments
+    with pytest.raises(Exception, match="your reply contained no Python code") as raised:
+        exec(compile(prop.code, "candidate.py", "exec"), {})
+    assert type(raised.value).__name__ == "NoPythonCode"
 
 
 def test_repair_shows_the_error_and_its_line() -> None:

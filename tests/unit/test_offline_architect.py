@@ -23,6 +23,8 @@ from archsmith.agents.offline_architect import (
     Stage,
     apply_edit,
     arch_signature,
+    description_features,
+    estimate_flops,
     estimate_params,
     final_size,
     initial_arch,
@@ -471,3 +473,116 @@ def test_search_on_digits_beats_its_first_model(tmp_path: Path) -> None:
     logger.info("first %.3f best %.3f in %.1f s", first_val, best_val, time.monotonic() - started)
     assert best["iteration"] > 1
     assert best_val > first_val + 0.05
+
+
+# -- the shared search: parent, advice, objective --------------------------------------------------
+
+
+def trained(arch: Arch, iteration: int, val: float, fps: float) -> dict[str, Any]:
+    """A history entry as the critic writes it, for a candidate trained to ``val``."""
+    metrics = {
+        "train_accuracy": val,
+        "val_accuracy": val,
+        "train_energy_kwh_pue": 0.0,
+        "val_energy_kwh_pue": 0.0,
+        "fps": fps,
+        "params": estimate_params(arch),
+    }
+    return {
+        "iteration": iteration,
+        "status": "evaluated",
+        "arch": arch.model_dump(mode="json"),
+        "metrics": metrics,
+        "combined_metric": 2 * val,
+        "summary": f"it {iteration}",
+    }
+
+
+def edited_from(prop: ArchitectProposal, parents: list[Arch]) -> Arch:
+    """The parent among ``parents`` the proposal is one round of edits away from."""
+    assert prop.arch is not None
+    child = Arch.model_validate(prop.arch)
+    found = [p for p in parents if any(_reachable(p, child, code) for code in EDITS)]
+    assert found, prop.applied
+    return found[0]
+
+
+def _reachable(parent: Arch, child: Arch, first: str) -> bool:
+    step = apply_edit(parent, first, BIG)
+    if step is None:
+        return False
+    if step[0] == child:
+        return True
+    return any((s := apply_edit(step[0], c, BIG)) is not None and s[0] == child for c in EDITS)
+
+
+def test_advice_is_computed_on_the_parent_not_on_the_latest(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import archsmith.agents.offline_architect as module
+    from archsmith.search.policy import Advice
+
+    advised_on: list[float] = []
+
+    class Spy(Advice):
+        @classmethod
+        def from_output(cls, out: Any) -> Advice:
+            rule = next(r for r in out.fired_rules if r.rule_id == "val_accuracy_low")
+            advised_on.append(rule.conditions[0].value)
+            return Advice.from_output(out)
+
+    monkeypatch.setattr(module, "Advice", Spy)
+    small = initial_arch(DIGITS)
+    bigger = apply_edit(small, "ACL", BIG)
+    assert bigger is not None
+    # The latest (bigger) candidate is worse; the critic's instructions came from it.
+    history = [trained(small, 1, 0.90, 500.0), trained(bigger[0], 2, 0.60, 400.0)]
+    from_latest = [{"code": "RK", "meaning": "Reduce kernels", "weight": 5.0}]
+    prop = OfflineArchitect(seed=0).propose(DIGITS, from_latest, history[0], history, 3)
+    assert advised_on == [0.90]
+    assert edited_from(prop, [small, bigger[0]]) == small
+    for line in prop.applied:  # each says which rules raised it, or that it explores
+        assert line.startswith("explore ") or "[val_accuracy_low" in line, line
+
+
+def test_the_parent_is_the_best_candidate_within_the_limits() -> None:
+    small = initial_arch(DIGITS)
+    big = apply_edit(apply_edit(small, "AMK", BIG)[0], "AMK", BIG)  # type: ignore[index]
+    assert big is not None
+    limit = (estimate_params(small) + estimate_params(big[0])) // 2
+    spec = DIGITS.model_copy(update={"max_params": limit})
+    # The big one has the higher CM but breaks max_params: the small one is the parent.
+    history = [trained(small, 1, 0.80, 500.0), trained(big[0], 2, 0.95, 400.0)]
+    prop = OfflineArchitect(seed=0).propose(spec, [], history[1], history, 3)
+    assert edited_from(prop, [small, big[0]]) == small
+    assert prop.arch is not None
+    assert estimate_params(Arch.model_validate(prop.arch)) <= limit
+
+
+def test_a_heavy_fps_weight_makes_the_search_cut_work_per_frame() -> None:
+    """CM weighs FPS far above accuracy and the history shows FPS falling as FLOPs grow: the
+    chosen edit is one that cuts FLOPs, whatever the accuracy rule asks for."""
+    spec = DIGITS.model_copy(
+        update={"weight_accuracy": 0.1, "weight_fps": 1.0, "fps_threshold": 1e6}
+    )
+    base = rich(DIGITS)
+    wider = apply_edit(base, "AMK", BIG)
+    assert wider is not None
+    fps = {a.model_dump_json(): 1e12 / estimate_flops(a) for a in (base, wider[0])}
+    history = [
+        trained(base, 1, 0.90, fps[base.model_dump_json()]),
+        trained(wider[0], 2, 0.91, fps[wider[0].model_dump_json()]),
+    ]
+    for seed in range(3):
+        prop = OfflineArchitect(seed=seed).propose(spec, [], history[0], history, 3)
+        assert prop.arch is not None
+        assert estimate_flops(Arch.model_validate(prop.arch)) < estimate_flops(base), prop.applied
+
+
+def test_description_features_and_flops_grow_with_the_network() -> None:
+    small = initial_arch(CIFAR)
+    step = apply_edit(small, "ACL", BIG)
+    assert step is not None
+    assert estimate_flops(step[0]) > estimate_flops(small) > 0
+    assert description_features(small).shape == description_features(step[0]).shape
+    assert estimate_flops(initial_arch(IMDB)) > 0

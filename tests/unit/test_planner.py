@@ -22,6 +22,7 @@ from archsmith.agents.planner import (
     PlanIntent,
     plan,
     plan_offline,
+    plan_warnings,
     plan_with_llm,
 )
 from archsmith.spec import PAPER_DEFAULTS, TaskKind
@@ -337,3 +338,83 @@ def test_llm_dataset_alias_inside_a_phrase_resolves() -> None:
     assert spec.dataset == "cifar10"
     assert (spec.weight_accuracy, spec.weight_energy, spec.weight_fps) == WEIGHTS_ACCURACY_ENERGY
     assert spec.val_energy_priority > 0
+
+
+def test_a_provider_failure_while_planning_is_unavailable_not_a_traceback() -> None:
+    """Planning comes before any work: a failed call stops there, with the LLM's name."""
+    from archsmith.agents.llm import LLMUnavailableError
+
+    llm = ScriptedChat(answers=[RuntimeError("upstream connect error")])
+    with pytest.raises(LLMUnavailableError, match="upstream connect error"):
+        plan_with_llm("malaria", llm)
+
+
+# -- targets that cannot be met together, and numbers as the user wrote them --------------------
+
+
+def test_unreachable_targets_are_warned_about_with_the_reason() -> None:
+    spec = plan_offline("a digits classifier with 99.9% accuracy and at most 10 parameters").spec
+    (warning,) = plan_warnings(spec)
+    assert "max_params = 10 and TV_Acc = 0.999 cannot both be met" in warning
+    assert "at least 20 parameters" in warning  # a weight and a bias for each of 10 classes
+
+
+def test_a_model_size_too_small_for_any_classifier_is_warned_about() -> None:
+    spec = plan_offline("a digits classifier under 0.00005 MB").spec
+    (warning,) = plan_warnings(spec)
+    assert "12 float32 parameters" in warning
+
+
+@pytest.mark.parametrize(
+    "request_text",
+    [
+        "a digits classifier with 99.9% accuracy and at most 20 parameters",
+        "a digits classifier with 95% accuracy under 3000 parameters",
+        "a malaria classifier under 0.1 MB",
+        "a digits classifier with 10% accuracy under 5 parameters",  # chance level asks nothing
+    ],
+)
+def test_reachable_targets_get_no_warning(request_text: str) -> None:
+    assert plan_warnings(plan_offline(request_text).spec) == []
+
+
+@pytest.mark.parametrize(
+    ("request_text", "field", "value"),
+    [
+        ("digits with 99.9% accuracy", "val_accuracy_threshold", 0.999),
+        ("digits with 97.3 % accuracy", "val_accuracy_threshold", 0.973),
+        ("digits with an error rate under 0.1%", "val_accuracy_threshold", 0.999),
+        ("malaria classifier under 300 KB", "max_model_size_mb", 0.3),
+        ("malaria classifier under 1.1k parameters", "max_params", 1100),
+        ("malaria classifier under 0.7 ms", "max_latency_ms", 0.7),
+        ("malaria classifier under 700 us", "max_latency_ms", 0.7),
+    ],
+)
+def test_numbers_are_kept_as_the_user_wrote_them(
+    request_text: str, field: str, value: float
+) -> None:
+    """0.999, not 0.9990000000000001: the plan, the spec file and every report print these."""
+    spec = plan_offline(request_text).spec
+    assert getattr(spec, field) == value
+    assert repr(float(getattr(spec, field))) == repr(float(value))
+
+
+def test_archsmith_plan_shows_the_warning_and_the_numbers_as_written() -> None:
+    from typer.testing import CliRunner
+
+    from archsmith.cli import app
+
+    result = CliRunner().invoke(
+        app,
+        [
+            "plan",
+            "a digits classifier with 99.9% accuracy and at most 10 parameters",
+            "--llm",
+            "offline",
+        ],
+        env={"COLUMNS": "300"},
+    )
+    assert result.exit_code == 0, result.output
+    assert "warning: max_params = 10 and TV_Acc = 0.999 cannot both be met" in result.output
+    assert "0.999 " in result.output  # the spec table's value
+    assert "0.9990000000000001" not in result.output

@@ -184,6 +184,19 @@ def test_header_names_the_run_and_its_request(raw: dict[str, Any]) -> None:
     assert f"{len(raw['iterations'])} of {raw['run']['max_iterations']}" in meta["Iterations"]
 
 
+def test_headline_leads_with_the_held_out_test_accuracy(raw: dict[str, Any]) -> None:
+    index = best_index(raw["iterations"]) or 0
+    before = render(raw).one(id="best")
+    cards = {c.attrs["data-metric"]: c.text() for c in before.find_all("div", cls="card")}
+    assert "not measured" in cards["test-accuracy"]  # a run that has not ended
+    raw["iterations"][index]["test"] = {"ok": True, "test_accuracy": 0.9512, "test_samples": 359}
+    head = render(raw).one(id="best")
+    cards = {c.attrs["data-metric"]: c.text() for c in head.find_all("div", cls="card")}
+    assert "95.12%" in cards["test-accuracy"]
+    first = head.find_all("div", cls="card")[0]
+    assert first.attrs["data-metric"] == "test-accuracy"
+
+
 def _pairs(dl: Node) -> list[tuple[Node, Node]]:
     return [(d.one("dt"), d.one("dd")) for d in dl.children if isinstance(d, Node)]
 

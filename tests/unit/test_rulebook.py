@@ -376,3 +376,38 @@ def test_rulebook_model_is_the_schema_of_the_data_file() -> None:
     # The JSON beside the module validates as-is: no field the model does not know.
     text = Path(__file__).resolve().parents[2].joinpath("archsmith/tools/rulebook.json").read_text()
     assert Rulebook.model_validate_json(text) == default_rulebook()
+
+
+# -- whose rule is it ----------------------------------------------------------------------------
+
+
+def test_each_packaged_rule_says_whether_it_is_the_papers_or_archsmiths() -> None:
+    """The paper states one rule (training accuracy below TT_Acc); the rest are archsmith's."""
+    path = Path(__file__).resolve().parents[2] / "archsmith/tools/rulebook.json"
+    raw = json.loads(path.read_text())
+    assert all("origin" in rule for rule in raw["rules"]), "every packaged rule states its origin"
+    origins = {r.id: r.origin for r in default_rulebook().rules}
+    assert {rid for rid, o in origins.items() if o == "paper"} == {"train_accuracy_low"}
+    assert set(origins.values()) == {"paper", "archsmith"}
+
+
+def test_a_users_rule_is_the_users_and_an_unknown_origin_is_refused(tmp_path: Path) -> None:
+    data = _book_data()
+    del data["rules"][1]["origin"]
+    assert load_rulebook(_write(tmp_path, data)).rules[1].origin == "user"
+    data["rules"][0]["origin"] = "folklore"
+    with pytest.raises(InputError, match=r"rules\.0\.origin"):
+        load_rulebook(_write(tmp_path, data))
+
+
+def test_archsmith_rules_shows_each_rules_origin() -> None:
+    from typer.testing import CliRunner
+
+    from archsmith.cli import app
+
+    result = CliRunner().invoke(app, ["rules"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    rows = {line.split("│")[1].strip(): line for line in result.output.splitlines() if "│" in line}
+    assert "│ paper " in rows["train_accuracy_low"]
+    assert "│ archsmith " in rows["val_accuracy_low"]
+    assert "origin: paper = the LEMONADE paper states the rule" in result.output

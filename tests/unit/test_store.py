@@ -169,7 +169,7 @@ def test_migration_from_schema_1_keeps_the_rows(tmp_path: Path) -> None:
     conn.close()
     store = RunStore(path)
     assert int(store.conn.execute("PRAGMA user_version").fetchone()[0]) == SCHEMA_VERSION
-    assert store.iterations("old") == [{"iteration": 1, "status": "evaluated"}]
+    assert store.iterations("old") == [{"iteration": 1, "status": "evaluated", "test": None}]
     assert store.get_run("old") is not None
     store.record_tool_call(
         "old", 1, ToolCallRecord("count_params", {}, True, None, None, 0.1, "bwrap", 1.0)
