@@ -336,7 +336,12 @@ def evaluate_cmd(
     settings = Settings(**overrides)  # type: ignore[arg-type]
     try:
         dataset = dataset_argument(dataset, image_size=image_size)
-        box = get_sandbox(settings.sandbox, image=settings.sandbox_image, bwrap=settings.bwrap)
+        box = get_sandbox(
+            settings.sandbox,
+            image=settings.sandbox_image,
+            bwrap=settings.bwrap,
+            warm=settings.warm_sandbox,
+        )
         runtime = ToolRuntime(box, settings)
         with err.status(f"preparing {dataset} ..."):
             data = runtime.prepare(dataset, max_train=max_train)

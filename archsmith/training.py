@@ -12,13 +12,17 @@ translation) and a per-sample flip through ``grid_sample``. torchvision's v2 tra
 batch but draw one set of random parameters for all of it, which would flip or rotate a whole batch
 the same way; this keeps per-sample randomness without a per-sample Python loop or DataLoader.
 On CUDA the forward pass runs under autocast (bfloat16 where supported, else float16 with a
-gradient scaler).
+gradient scaler). Image batches and the model's weights are kept channels-last while training
+(`benchmarks/train_throughput.py`: 1.02-1.18x the samples per second of the default layout on a
+2-core CPU, same arithmetic); a model whose forward cannot take that layout (a ``view`` of a conv
+output) trains in the default one, and the trained model is handed back in the default layout.
 
 Imports only torch and numpy: it runs inside the sandbox.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Callable
@@ -29,6 +33,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F  # noqa: N812 - the conventional name
 from torch import nn
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "BatchAugment",
@@ -58,6 +64,7 @@ class TrainConfig:
     seed: int = 0
     time_budget_s: float | None = None
     amp: bool = True
+    channels_last: bool = True  # images and conv weights channels-last while training (speed only)
     eval_batch_size: int = 512
     train_eval_samples: int = 10_000
 
@@ -209,6 +216,47 @@ class BatchAugment:
         return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
+class _Layout:
+    """Channels-last training where the model takes it; the default layout where it does not."""
+
+    def __init__(self, model: nn.Module, sample: torch.Tensor | None) -> None:
+        self.model = model
+        self.channels_last = False
+        if sample is None:
+            return
+        was_training = model.training
+        model.eval()  # no batch statistics or other state updated by the probes
+        converted = False
+        try:
+            with torch.no_grad():
+                # The default layout first: it materialises lazy modules (LazyLinear), which
+                # cannot change layout before they have a shape.
+                model(sample)
+                model.to(memory_format=torch.channels_last)
+                converted = True
+                model(sample.contiguous(memory_format=torch.channels_last))
+            self.channels_last = True
+        except (RuntimeError, ValueError, TypeError) as e:
+            # E.g. ``x.view(n, -1)`` on a channels-last activation: this model trains in the
+            # default layout, and an error of the model's own is raised by its first step.
+            log.debug("training in the default layout: %s", e)
+            if converted:
+                model.to(memory_format=torch.contiguous_format)
+        finally:
+            model.train(was_training)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        out: torch.Tensor = self.model(x)
+        return out
+
+    def restore(self) -> None:
+        """Hand the model back in the default layout (exporting and saving expect it)."""
+        if self.channels_last:
+            self.model.to(memory_format=torch.contiguous_format)
+
+
 def _amp_dtype(device: torch.device, enabled: bool) -> torch.dtype | None:
     if not enabled or device.type != "cuda":
         return None
@@ -295,6 +343,9 @@ def train(
         optimizer=opt_name,
         lr=lr,
     )
+    images = not data.is_text and data.x_train.dim() == 4 and data.x_train.shape[0] > 0
+    images = images and cfg.channels_last
+    layout = _Layout(model, data.prepare(data.x_train[:2]) if images else None)
     start = time.monotonic()
     seen = 0
     for epoch in range(cfg.epochs):
@@ -311,7 +362,7 @@ def train(
             if augment is not None:
                 xb = augment(xb)
             with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                out = model(xb)
+                out = layout.forward(xb)
                 loss = F.cross_entropy(out.float(), yb)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()  # type: ignore[no-untyped-call]
@@ -358,6 +409,7 @@ def train(
             on_epoch(stats)
         if report.diverged or report.stopped_by_budget:
             break
+    layout.restore()
     _sync(device)
     report.wall_time_s = time.monotonic() - start
     report.train_samples_per_s = seen / report.wall_time_s if report.wall_time_s > 0 else 0.0

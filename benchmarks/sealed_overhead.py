@@ -17,26 +17,15 @@ import argparse
 import logging
 import sys
 import tempfile
-import time
 from pathlib import Path
 
+from candidate_run import run_candidate
+
 from archsmith.config import Settings
-from archsmith.memory.store import ToolCallRecord
 from archsmith.sandbox.local import LocalSandbox
-from archsmith.tools.check_shapes import check_shapes
-from archsmith.tools.count_params import count_params
-from archsmith.tools.measure_energy import measure_energy
 from archsmith.tools.runtime import ToolRuntime
-from archsmith.tools.schemas import (
-    CandidateInput,
-    CheckShapesInput,
-    MeasureEnergyInput,
-    TrainModelInput,
-)
-from archsmith.tools.train_model import train_model
 
 log = logging.getLogger("benchmark")
-MODEL = Path(__file__).resolve().parents[1] / "examples" / "models" / "small_cnn.py"
 
 
 def main() -> int:
@@ -47,44 +36,16 @@ def main() -> int:
     parser.add_argument("--max-train", type=int, default=None)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
-    code = MODEL.read_text()
     with tempfile.TemporaryDirectory() as home:
         settings = Settings(home=Path(home), data_dir=args.data_dir, device="cpu")
-        runtime = ToolRuntime(LocalSandbox(), settings)
-        jobs: list[ToolCallRecord] = []
-        runtime.on_call = jobs.append
-        data = runtime.prepare(args.dataset, max_train=args.max_train)
-        runtime.training_view(data)  # prepared once per run, like the dataset itself
-        base = {
-            "code": code,
-            "input_shape": data.input_shape,
-            "num_classes": data.num_classes,
-        }
-        started = time.perf_counter()
-        shapes = check_shapes(runtime, CheckShapesInput(**base))
-        params = count_params(runtime, CandidateInput(**base))
-        trained = train_model(
-            runtime,
-            TrainModelInput(
-                **base, dataset=args.dataset, epochs=args.epochs, max_train=args.max_train
-            ),
-        )
-        if not (shapes.ok and params.ok and trained.ok and trained.model_dir is not None):
-            log.error("the candidate failed: %s", shapes.error or params.error or trained.error)
+        try:
+            run = run_candidate(
+                ToolRuntime(LocalSandbox(), settings), args.dataset, args.epochs, args.max_train
+            )
+        except RuntimeError:
+            log.exception("no iteration to measure")
             return 1
-        measured = measure_energy(
-            runtime,
-            MeasureEnergyInput(
-                dataset=args.dataset,
-                model_dir=trained.model_dir,
-                input_shape=data.input_shape,
-                num_classes=data.num_classes,
-            ),
-        )
-        total = time.perf_counter() - started
-    if not measured.ok:
-        log.error("measuring failed: %s", measured.error)
-        return 1
+    jobs, trained, measured, total = run.jobs, run.trained, run.measured, run.total_s
     by_tool = {j.tool: j for j in jobs}
     export_s = sum(
         float(((by_tool[t].result or {}).get("export") or {}).get("seconds") or 0.0)

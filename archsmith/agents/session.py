@@ -34,7 +34,7 @@ from archsmith.config import Settings
 from archsmith.errors import InputError
 from archsmith.memory.recorder import RunRecorder, StopRequested
 from archsmith.memory.store import RunStore, process_alive
-from archsmith.sandbox import get_sandbox
+from archsmith.sandbox import get_sandbox, release
 from archsmith.tools.runtime import ToolRuntime
 
 __all__ = [
@@ -176,6 +176,7 @@ def _context(
         image=settings.sandbox_image,
         trusted_code=llm is None,
         bwrap=settings.bwrap,
+        warm=settings.warm_sandbox,
     )
     tools = ToolRuntime(sandbox, settings, device=meta.device)
     if recorder is not None:
@@ -393,6 +394,7 @@ def _drive(
     context = _context(meta, settings, llm, recorder)
     try:
         with ExitStack() as cluster, open_checkpointer(directory, url) as saver:
+            cluster.callback(release, context.tools.sandbox)
             if meta.workers > 1 or meta.ray_address:
                 _on_ray(cluster, meta, settings, directory, context, trusted=llm is None)
             try:
@@ -466,6 +468,7 @@ def _on_ray(
             image=settings.sandbox_image,
             trusted_code=trusted,
             bwrap=settings.bwrap,
+            warm=settings.warm_sandbox,
         ),
         num_cpus=1.0,
         num_gpus=gpus,

@@ -24,6 +24,7 @@ __all__ = [
     "SandboxResult",
     "SandboxUnavailableError",
     "get_sandbox",
+    "release",
 ]
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,7 @@ def get_sandbox(
     image: str | None = None,
     trusted_code: bool = False,
     bwrap: str | None = None,
+    warm: bool = False,
 ) -> Sandbox:
     """The sandbox backend a user asked for by name (``--sandbox local|docker|none``).
 
@@ -43,7 +45,8 @@ def get_sandbox(
     refused with the reason and what to do (``SandboxUnavailableError``, an InputError);
     ``trusted_code`` (the offline architect's own templates) runs without isolation instead, with
     a warning. ``none`` runs everything without isolation because the user said so. ``bwrap``
-    names the bubblewrap binary to use instead of the system's or the bundled one.
+    names the bubblewrap binary to use instead of the system's or the bundled one. ``warm``
+    keeps warm sandboxes for the local backend's jobs (``archsmith.sandbox.warm``).
     """
     if name in ("local", "none"):
         from archsmith.sandbox.local import LocalSandbox
@@ -51,7 +54,7 @@ def get_sandbox(
         if name == "none":
             return LocalSandbox(isolated=False)
         try:
-            return LocalSandbox(bwrap=bwrap)
+            return LocalSandbox(bwrap=bwrap, warm=warm)
         except SandboxUnavailableError as e:
             if not trusted_code:
                 raise
@@ -66,3 +69,11 @@ def get_sandbox(
 
         return DockerSandbox(image) if image else DockerSandbox()
     raise SandboxError(f"unknown sandbox backend {name!r}; choose local, docker or none")
+
+
+def release(sandbox: Sandbox) -> None:
+    """End what a backend keeps between jobs (the local backend's warm sandboxes); a backend
+    that keeps nothing has nothing to end."""
+    close = getattr(sandbox, "close", None)
+    if callable(close):
+        close()

@@ -53,6 +53,7 @@ __all__ = [
     "interrupts_stop_jobs",
     "prepare_work_dir",
     "read_result",
+    "signal_group",
     "strip_host_paths",
     "truncate",
 ]
@@ -108,6 +109,16 @@ def cancellable(cancel: Callable[[], None]) -> Iterator[Callable[[], bool]]:
     finally:
         with _running_lock:
             _running.pop(token, None)
+
+
+def signal_group(pgid: int, sig: signal.Signals) -> None:
+    """Signal a sandbox's process group; one that is already gone is fine."""
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        return
+    except PermissionError as e:
+        log.warning("cannot signal the sandbox's process group %d: %s", pgid, e)
 
 
 def cancel_running_jobs() -> int:
@@ -294,6 +305,7 @@ def prepare_work_dir(
     if any(work_dir.iterdir()):
         raise SandboxError(f"the work directory {work_dir} is not empty; each job needs a new one")
     reserved = {JOB_FILE, RESULT_FILE, RESULT_FILE + ".tmp", CANDIDATE_FILE, "", ".", ".."}
+    reserved |= {".job-stdout", ".job-stderr"}  # a warm sandbox's job output (sandbox.zygote)
     for name in job.input_files:
         if "/" in name or "\x00" in name or name in reserved:
             raise SandboxError(f"input file name {name!r} is not allowed")

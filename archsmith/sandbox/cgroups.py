@@ -9,9 +9,11 @@ Both cgroup v2 (unified) and v1 (one hierarchy per controller) are handled.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import signal
+import time
 import uuid
 from pathlib import Path
 
@@ -77,39 +79,55 @@ class JobCgroup:
 
     def memory_exceeded(self) -> bool:
         """Whether the kernel hit the memory limit (an OOM kill) during the job."""
+        return self.oom_events() > 0
+
+    def oom_events(self) -> int:
+        """How often the kernel hit the memory limit so far (a warm sandbox compares counts)."""
         if self.version == 2:
             events = self.dirs.get("unified")
             if events is None:
-                return False
+                return 0
             try:
                 text = (events / "memory.events").read_text()
             except OSError:
-                return False
+                return 0
             counts = dict(line.split() for line in text.splitlines() if line.strip())
-            return int(counts.get("oom_kill", "0")) > 0 or int(counts.get("oom", "0")) > 0
+            return int(counts.get("oom_kill", "0")) + int(counts.get("oom", "0"))
         mem = self.dirs.get("memory")
         if mem is None:
-            return False
+            return 0
         try:
             control = (mem / "memory.oom_control").read_text()
             failcnt = int((mem / "memory.failcnt").read_text().strip() or 0)
         except OSError:
-            return False
+            return 0
         oom_kills = 0
         for line in control.splitlines():
             key, _, value = line.partition(" ")
             if key == "oom_kill":
                 oom_kills = int(value)
-        return oom_kills > 0 or failcnt > 0
+        return oom_kills + failcnt
 
     def remove(self) -> None:
         """Kill what is left and remove the cgroup directories."""
         self.kill_all()
         for d in self.dirs.values():
-            try:
-                d.rmdir()
-            except OSError as e:
-                log.warning("could not remove cgroup %s: %s", d, e)
+            # Killed processes leave the cgroup only once the kernel has torn them down: a
+            # sandbox of many (a warm one) can take a moment, and rmdir says EBUSY until then.
+            for attempt in range(_REMOVE_TRIES):
+                try:
+                    d.rmdir()
+                    break
+                except OSError as e:
+                    if e.errno != errno.EBUSY or attempt == _REMOVE_TRIES - 1:
+                        log.warning("could not remove cgroup %s: %s", d, e)
+                        break
+                    time.sleep(0.02)
+                    self.kill_all()
+
+
+#: rmdir attempts, 20 ms apart, while the killed processes leave the cgroup.
+_REMOVE_TRIES = 250
 
 
 def _write(path: Path, value: str) -> None:

@@ -45,9 +45,12 @@ from archsmith.sandbox.base import (
     build_result,
     cancellable,
     prepare_work_dir,
+    signal_group,
 )
 from archsmith.sandbox.cgroups import JobCgroup, create_job_cgroup
 from archsmith.sandbox.pyview import python_view
+from archsmith.sandbox.warm import WarmKey, WarmSandbox, WarmUnavailableError
+from archsmith.sandbox.zygote import SPOOL, OutputTail
 
 __all__ = [
     "ALLOWED_ENV",
@@ -62,6 +65,8 @@ log = logging.getLogger(__name__)
 #: Host variables passed through; everything else (API keys, tokens, HOME) stays outside.
 ALLOWED_ENV = ("LANG", "LC_ALL", "TZ", "CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES")
 _MIB = 1 << 20
+#: Warm sandboxes one backend keeps at most (each holds an interpreter with torch imported).
+MAX_WARM = 4
 
 
 def bundled_bwrap() -> str | None:
@@ -165,36 +170,35 @@ class _Tail:
 
     def __init__(self, stream: IO[bytes], limit: int) -> None:
         self._stream = stream
-        self._limit = limit
-        self._buf = bytearray()
-        self.total = 0
+        self._tail = OutputTail(limit)
         self._thread = threading.Thread(target=self._pump, daemon=True)
         self._thread.start()
 
     def _pump(self) -> None:
         while chunk := self._stream.read(65536):
-            self.total += len(chunk)
-            self._buf += chunk
-            if len(self._buf) > 2 * self._limit:
-                del self._buf[: len(self._buf) - self._limit]
+            self._tail.add(chunk)
 
     def text(self, timeout: float = 5.0) -> str:
         self._thread.join(timeout)
-        data = bytes(self._buf[-self._limit :])
-        cut = self.total - len(data)
-        out = data.decode("utf-8", errors="replace")
-        return f"[... {cut} bytes cut ...]\n{out}" if cut > 0 else out
+        return self._tail.text()
 
 
 class LocalSandbox:
     """Runs jobs under bubblewrap on this machine (or, asked for explicitly, without isolation)."""
 
     def __init__(
-        self, *, isolated: bool = True, bwrap: str | None = None, use_cgroup: bool = True
+        self,
+        *,
+        isolated: bool = True,
+        bwrap: str | None = None,
+        use_cgroup: bool = True,
+        warm: bool = False,
     ) -> None:
         """``bwrap`` names the binary to use (it must work here; default: the system's, else the
         bundled one); ``isolated=False`` runs jobs as plain subprocesses with resource limits
-        only, which is what ``--sandbox none`` means."""
+        only, which is what ``--sandbox none`` means. ``warm`` runs jobs in warm sandboxes
+        (``archsmith.sandbox.warm``): the same view and limits, without starting Python and
+        importing torch per job."""
         self.bwrap: str | None = None
         if isolated:
             self.bwrap, reasons = find_bwrap(bwrap)
@@ -214,6 +218,10 @@ class LocalSandbox:
             )
         self.name = "local" if self.bwrap is not None else "none"
         self.use_cgroup = use_cgroup
+        self.warm = warm and self.bwrap is not None
+        self._boxes: list[WarmSandbox] = []
+        self._spool: Path | None = None
+        self._warm_lock = threading.Lock()
         self.userns = self.bwrap is not None and _userns_works(self.bwrap)
 
     @property
@@ -222,8 +230,16 @@ class LocalSandbox:
         return self.bwrap is not None
 
     def _bwrap_argv(
-        self, bwrap: str, job: SandboxJob, work_dir: Path, env: dict[str, str]
+        self,
+        bwrap: str,
+        job: SandboxJob,
+        env: dict[str, str],
+        work: list[str],
+        module: str,
+        target: str,
     ) -> list[str]:
+        """bubblewrap's command line for ``job``'s view; ``work`` mounts the work directory (a
+        cold job's own, or a warm sandbox's spool) and ``python -m module target`` runs."""
         argv = [bwrap, "--unshare-all", "--die-with-parent", "--cap-drop", "ALL"]
         if self.userns:
             # An unprivileged uid in a user namespace: even root on the host runs the job as nobody.
@@ -246,7 +262,7 @@ class LocalSandbox:
             argv += ["--ro-bind", path, path]
         for path in view.hidden:
             argv += ["--remount-ro", path]
-        argv += ["--bind", str(work_dir), SANDBOX_WORK]
+        argv += work
         if job.dataset_path is not None:
             argv += ["--ro-bind", str(job.dataset_path), f"{SANDBOX_DATA}/{job.dataset_path.name}"]
         if job.device.startswith("cuda"):
@@ -259,39 +275,115 @@ class LocalSandbox:
         argv += ["--remount-ro", "/", "--clearenv"]
         for k, v in env.items():
             argv += ["--setenv", k, v]
-        argv += ["--chdir", SANDBOX_WORK, "--"]
-        argv += [sys.executable, *RUNNER_FLAGS, "-m", "archsmith.sandbox.runner", SANDBOX_WORK]
+        argv += ["--chdir", target, "--", sys.executable, *RUNNER_FLAGS, "-m", module, target]
         return argv
 
     def run(self, job: SandboxJob, work_dir: Path | None = None) -> SandboxResult:
         """Run ``job``; its files stay in ``work_dir`` when given, else in a temporary directory."""
         keep = work_dir is not None
-        wd = Path(work_dir) if work_dir is not None else Path(tempfile.mkdtemp(prefix="archsmith-"))
-        wd = wd.resolve()
+        if work_dir is None:
+            # A warm sandbox sees its spool's directory: our own, not the shared temp directory.
+            parent = self._own_spool() if self.warm else None
+            work_dir = Path(tempfile.mkdtemp(prefix="archsmith-", dir=parent))
+        wd = Path(work_dir).resolve()
         if job.dataset_path is not None and not job.dataset_path.is_file():
             raise SandboxError(f"prepared dataset {job.dataset_path} does not exist")
         env = _sandbox_env(job)
-        if self.bwrap is not None:
-            prepare_work_dir(job, wd)
-            argv = self._bwrap_argv(self.bwrap, job, wd, env)
-        else:
-            host_data = str(job.dataset_path.resolve()) if job.dataset_path is not None else None
-            prepare_work_dir(job, wd, dataset_in_sandbox=host_data)
-            # No isolation: the runner must find archsmith without the site's help as well.
-            argv = [sys.executable, "-B", "-u", "-m", "archsmith.sandbox.runner", str(wd)]
-            env["PYTHONPATH"] = str(Path(archsmith.__file__).resolve().parent.parent)
-        cgroup: JobCgroup | None = None
-        if self.use_cgroup:
-            cgroup, how = create_job_cgroup(job.limits.memory_mb * _MIB, job.limits.max_processes)
-            if cgroup is None:
-                log.debug("no per-job cgroup (%s): rlimits only", how)
         try:
-            return self._execute(job, wd, argv, env, cgroup, keep)
+            if self.bwrap is not None:
+                prepare_work_dir(job, wd)
+                if self.warm:
+                    result = self._run_warm(job, wd, env)
+                    if result is not None:
+                        return result.model_copy(update={"work_dir": wd if keep else None})
+                argv = self._bwrap_argv(
+                    self.bwrap, job, env, ["--bind", str(wd), SANDBOX_WORK],
+                    "archsmith.sandbox.runner", SANDBOX_WORK,
+                )  # fmt: skip
+            else:
+                host_data = str(job.dataset_path.resolve()) if job.dataset_path else None
+                prepare_work_dir(job, wd, dataset_in_sandbox=host_data)
+                # No isolation: the runner must find archsmith without the site's help as well.
+                argv = [sys.executable, "-B", "-u", "-m", "archsmith.sandbox.runner", str(wd)]
+                env["PYTHONPATH"] = str(Path(archsmith.__file__).resolve().parent.parent)
+            cgroup: JobCgroup | None = None
+            if self.use_cgroup:
+                cgroup = self._cgroup(job.limits)
+            try:
+                return self._execute(job, wd, argv, env, cgroup, keep)
+            finally:
+                if cgroup is not None:
+                    cgroup.remove()
         finally:
-            if cgroup is not None:
-                cgroup.remove()
             if not keep:
                 shutil.rmtree(wd, ignore_errors=True)
+
+    @staticmethod
+    def _cgroup(limits: SandboxLimits) -> JobCgroup | None:
+        cgroup, how = create_job_cgroup(limits.memory_mb * _MIB, limits.max_processes)
+        if cgroup is None:
+            log.debug("no per-job cgroup (%s): rlimits only", how)
+        return cgroup
+
+    def _run_warm(self, job: SandboxJob, wd: Path, env: dict[str, str]) -> SandboxResult | None:
+        """The job in a warm sandbox; None when this machine cannot keep one (then cold)."""
+        try:
+            box = self._warm_box(job, wd.parent, env)
+            try:
+                return box.run(job, wd)
+            finally:
+                box.busy = False
+        except WarmUnavailableError as e:
+            log.warning("%s; running every job cold (a new sandbox each)", e)
+            self.warm = False
+            return None
+
+    def _warm_box(self, job: SandboxJob, spool: Path, env: dict[str, str]) -> WarmSandbox:
+        """An idle warm sandbox that can run ``job`` (one holding its exact data first), else a
+        new one; the least recently used idle ones beyond ``MAX_WARM`` are ended."""
+        with self._warm_lock:
+            self._boxes = [b for b in self._boxes if not b.dead]
+            fits = [b for b in self._boxes if not b.busy and b.key.serves(job, spool)]
+            fits.sort(key=lambda b: b.key.dataset != job.dataset_path)
+            if fits:
+                box = fits[0]
+                box.busy = True
+                self._boxes.remove(box)
+                self._boxes.append(box)
+                return box
+        if self.bwrap is None:
+            raise SandboxError("a warm sandbox needs bubblewrap")
+        key = WarmKey.of(job, spool)
+        argv = self._bwrap_argv(
+            self.bwrap, job, env, ["--bind", str(spool), SPOOL, "--dir", SANDBOX_WORK],
+            "archsmith.sandbox.zygote", SPOOL,
+        )  # fmt: skip
+        cgroup = self._cgroup(job.limits) if self.use_cgroup else None
+        box = WarmSandbox(key, argv, env, _limits_preexec(job.limits, cgroup), cgroup, self.name)
+        box.busy = True
+        with self._warm_lock:
+            self._boxes.append(box)
+            idle = [b for b in self._boxes if not b.busy]
+            for old in idle[: max(0, len(self._boxes) - MAX_WARM)]:
+                old.close()
+                self._boxes.remove(old)
+        return box
+
+    def _own_spool(self) -> Path:
+        with self._warm_lock:
+            if self._spool is None:
+                self._spool = Path(tempfile.mkdtemp(prefix="archsmith-spool-"))
+            return self._spool
+
+    def close(self) -> None:
+        """End this backend's warm sandboxes (they also end with the process)."""
+        with self._warm_lock:
+            boxes, self._boxes = self._boxes, []
+            spool, self._spool = self._spool, None
+        for box in boxes:
+            box.close()
+        if spool is not None:
+            shutil.rmtree(spool, ignore_errors=True)
 
     def _execute(
         self,
@@ -325,8 +417,8 @@ class LocalSandbox:
         timed_out = False
 
         def cancel() -> None:
-            _signal_group(proc.pid, signal.SIGINT)
-            killer = threading.Timer(limits.grace_s, _signal_group, (proc.pid, signal.SIGKILL))
+            signal_group(proc.pid, signal.SIGINT)
+            killer = threading.Timer(limits.grace_s, signal_group, (proc.pid, signal.SIGKILL))
             killer.daemon = True
             killer.start()
 
@@ -336,19 +428,19 @@ class LocalSandbox:
                     proc.wait(timeout=limits.wall_time_s)
                 except subprocess.TimeoutExpired:
                     timed_out = True
-                    _signal_group(proc.pid, signal.SIGINT)
+                    signal_group(proc.pid, signal.SIGINT)
                     try:
                         proc.wait(timeout=limits.grace_s)
                     except subprocess.TimeoutExpired:
-                        _signal_group(proc.pid, signal.SIGKILL)
+                        signal_group(proc.pid, signal.SIGKILL)
                         proc.wait()
         except BaseException:
-            _signal_group(proc.pid, signal.SIGKILL)
+            signal_group(proc.pid, signal.SIGKILL)
             proc.wait()
             raise
         finally:
             # Whatever survived the main process (a daemon that called setsid) goes too.
-            _signal_group(proc.pid, signal.SIGKILL)
+            signal_group(proc.pid, signal.SIGKILL)
             if cgroup is not None:
                 cgroup.kill_all()
         if cancelled():
@@ -382,12 +474,3 @@ def _userns_works(bwrap: str) -> bool:
         log.debug("bubblewrap user-namespace probe failed: %s", e)
         return False
     return probe.returncode == 0
-
-
-def _signal_group(pgid: int, sig: signal.Signals) -> None:
-    try:
-        os.killpg(pgid, sig)
-    except ProcessLookupError:
-        return
-    except PermissionError as e:
-        log.warning("cannot signal the sandbox's process group %d: %s", pgid, e)

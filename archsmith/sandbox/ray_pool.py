@@ -70,6 +70,7 @@ class SandboxSpec:
     image: str | None = None
     trusted_code: bool = False
     bwrap: str | None = None
+    warm: bool = False
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,7 @@ def _worker_sandbox(spec: SandboxSpec) -> Sandbox:
         image=spec.image,
         trusted_code=spec.trusted_code,
         bwrap=spec.bwrap,
+        warm=spec.warm,
     )
 
 

@@ -66,7 +66,7 @@ def build(candidate: str, input_shape: list[int], num_classes: int) -> nn.Module
     return model
 
 
-def _export_checked(model: nn.Module, sample: torch.Tensor, work_dir: Path) -> dict[str, Any]:
+def export_checked(model: nn.Module, sample: torch.Tensor, work_dir: Path) -> dict[str, Any]:
     """Export ``model`` and prove the program computes what the model computes on ``sample``.
 
     The proof runs here, beside the candidate, so it only helps an honest candidate: a model whose
@@ -143,7 +143,7 @@ def op_build(
     if got != expected:
         result["_candidate_error"] = _shape_error(got, expected)
         return result
-    result["export"] = _export_checked(model, x, work_dir)
+    result["export"] = export_checked(model, x, work_dir)
     return result
 
 
@@ -192,5 +192,5 @@ def op_train(
         sample = dev_data.prepare(dev_data.x_train[:_CHECK_SAMPLES]).to("cpu")
     if sample.shape[0] < 2:
         sample = torch.cat([sample, sample])
-    result["export"] = _export_checked(model, sample, work_dir)
+    result["export"] = export_checked(model, sample, work_dir)
     return result

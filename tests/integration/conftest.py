@@ -7,6 +7,7 @@ the run instead of skipping the tests that prove isolation.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -45,11 +46,20 @@ def docker_sandbox() -> Sandbox:
     return DockerSandbox(SANDBOX_IMAGE, mount_host_python=True)
 
 
-@pytest.fixture(params=["local", pytest.param("docker", marks=pytest.mark.docker)])
+@pytest.fixture(scope="session")
+def warm_local_sandbox(local_sandbox: LocalSandbox) -> Iterator[LocalSandbox]:
+    """The local backend with warm sandboxes (what runs use): one started interpreter, forked."""
+    box = LocalSandbox(bwrap=local_sandbox.bwrap, warm=True)
+    yield box
+    box.close()
+
+
+@pytest.fixture(params=["local", "warm", pytest.param("docker", marks=pytest.mark.docker)])
 def sandbox(request: pytest.FixtureRequest) -> Sandbox:
     """Every backend in turn."""
-    name = request.param
-    fixture = "local_sandbox" if name == "local" else "docker_sandbox"
+    fixture = {"local": "local_sandbox", "warm": "warm_local_sandbox"}.get(
+        request.param, "docker_sandbox"
+    )
     backend: Sandbox = request.getfixturevalue(fixture)
     return backend
 

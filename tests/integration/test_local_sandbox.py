@@ -101,7 +101,11 @@ def test_private_tmp_is_mounted_before_the_python_it_might_hide(
 ) -> None:
     # A checkout under /tmp (CI's) keeps its venv and package visible inside the sandbox.
     assert local_sandbox.bwrap is not None
-    argv = local_sandbox._bwrap_argv(local_sandbox.bwrap, SandboxJob(tool="selftest"), tmp_path, {})
+    work = ["--bind", str(tmp_path), "/sandbox/work"]
+    argv = local_sandbox._bwrap_argv(
+        local_sandbox.bwrap, SandboxJob(tool="selftest"), {}, work, "archsmith.sandbox.runner",
+        "/sandbox/work",
+    )  # fmt: skip
     tmpfs = argv.index("--tmpfs")
     assert argv[tmpfs + 1] == "/tmp"
     python = {sys.base_prefix, sys.prefix}
