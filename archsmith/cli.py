@@ -622,6 +622,24 @@ def run_cmd(
             " (default: 1 / workers with --device cuda).",
         ),
     ] = None,
+    early_stop: Annotated[
+        bool,
+        typer.Option(
+            "--early-stop",
+            help="Check each candidate after a third of its epochs and stop it when even an"
+            " optimistic bound on its final CM is below the best's (docs: early stopping).",
+        ),
+    ] = False,
+    early_stop_margin: Annotated[
+        float,
+        typer.Option(
+            "--early-stop-margin",
+            min=0.0,
+            max=1.0,
+            help="Accuracy a stopped candidate is allowed to have gained beyond the best's"
+            " gain (fraction).",
+        ),
+    ] = 0.02,
 ) -> None:
     """Discover a model for a request in plain words (the LEMONADE loop)."""
     from archsmith.agents.llm import (
@@ -688,6 +706,7 @@ def run_cmd(
         iterations=iterations, budget_s=budget_s, patience=patience, max_train=max_train,
         max_val=max_val, llm_timeout_s=timeout_s, llm_outage_window_s=window_s,
         workers=workers, ray_address=ray_address, gpus_per_candidate=gpus_per_candidate,
+        early_stop=early_stop, early_stop_margin=early_stop_margin,
     )  # fmt: skip
     out.print(f"run [bold]{meta.run_id}[/]: {request}", highlight=False)
     out.print(
@@ -701,6 +720,7 @@ def run_cmd(
             if workers > 1 or ray_address
             else ""
         )
+        + (f"; early stopping (margin {early_stop_margin:g})" if early_stop else "")
         + (
             f"; LLM timeout {span(timeout_s)}, outage window {span(window_s)}"
             if chat is not None

@@ -37,6 +37,7 @@ from archsmith.memory.views import (
     resolve_run,
     run_story,
 )
+from archsmith.tools.schemas import STOPPED_EARLY
 
 __all__ = ["register"]
 
@@ -205,13 +206,18 @@ def _overview(story: dict[str, Any]) -> None:
         m = e.get("metrics") or {}
         mark = " *" if e.get("is_best") else ""
         status = e["status"]
+        val = figure(m.get("val_accuracy"), ".4f", missing="-")
         if status == "failed":
             status = f"[red]failed[/]: {(e.get('error') or {}).get('type')}"
+        check = e.get("early_stop") or {}
+        if status == STOPPED_EARLY and check:
+            status = f"[yellow]stopped early[/] at epoch {check.get('epoch')}/{check.get('epochs')}"
+            val = figure(check.get("val_accuracy"), ".4f", missing="-") + " (then)"
         table.add_row(
             f"{e['iteration']}{mark}",
             status,
             str(e.get("summary", ""))[:70],
-            figure(m.get("val_accuracy"), ".4f", missing="-"),
+            val,
             figure(m.get("fps"), ",.0f", missing="-"),
             figure(m.get("params"), ",", missing="-"),
             figure(e.get("combined_metric"), ".4f", missing="-"),
@@ -292,6 +298,16 @@ def _one_iteration(story: dict[str, Any], entry: dict[str, Any]) -> None:
         out.print(
             f"fix {fix['attempt']} after {fix['stage']}: {e.get('type')}: {e.get('message')}"
             + (f" (line {e['line']})" if e.get("line") else ""),
+            highlight=False,
+        )
+    check = entry.get("early_stop")
+    if check:
+        out.print(
+            f"{'[yellow]stopped early[/]' if check.get('stopped') else 'went on'} after the"
+            f" check at epoch {check.get('epoch')} of {check.get('epochs')}"
+            f" ({check.get('rule')}): validation"
+            f" {figure(check.get('val_accuracy'), '.4f')}, training"
+            f" {figure(check.get('train_accuracy'), '.4f')} then; {check.get('reason')}",
             highlight=False,
         )
     if entry["status"] == "failed":

@@ -65,6 +65,9 @@ class TrainConfig:
     time_budget_s: float | None = None
     amp: bool = True
     channels_last: bool = True  # images and conv weights channels-last while training (speed only)
+    #: Pause after this many epochs of the ``epochs``-long schedule (``TrainReport.checkpoint``
+    #: then holds what ``train(..., resume=)`` needs to go on as if it had never paused).
+    stop_after: int | None = None
     eval_batch_size: int = 512
     train_eval_samples: int = 10_000
 
@@ -99,6 +102,10 @@ class TrainReport:
     amp_dtype: str | None = None
     optimizer: str = ""
     lr: float = 0.0
+    #: The epoch training paused after (``TrainConfig.stop_after``); None when it did not pause.
+    paused_at: int | None = None
+    #: Model, optimiser, schedule, scaler and random states at the pause (not in ``as_dict``).
+    checkpoint: dict[str, Any] | None = field(default=None, repr=False)
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready; non-finite losses become None so the result file stays valid JSON."""
@@ -131,6 +138,7 @@ class TrainReport:
             "amp_dtype": self.amp_dtype,
             "optimizer": self.optimizer,
             "lr": self.lr,
+            "paused_at": self.paused_at,
         }
 
 
@@ -296,14 +304,41 @@ def evaluate(
     return float(loss_sum.item()) / n, float(correct.item()) / n
 
 
+def _restore(
+    state: dict[str, Any],
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    scaler: torch.amp.GradScaler,
+    gen: torch.Generator,
+    device: torch.device,
+) -> int:
+    """Put a paused training's state back; returns the epoch it paused after."""
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    scaler.load_state_dict(state["scaler"])
+    gen.set_state(state["generator"])
+    torch.set_rng_state(state["torch_rng"])
+    if device.type == "cuda" and "cuda_rng" in state:
+        torch.cuda.set_rng_state(state["cuda_rng"], device)
+    return int(state["epoch"])
+
+
 def train(
     model: nn.Module,
     data: DeviceData,
     cfg: TrainConfig,
     *,
     on_epoch: Callable[[EpochStats], None] | None = None,
+    resume: dict[str, Any] | None = None,
 ) -> TrainReport:
-    """Train ``model`` in place with the recipe; stop early on divergence or the time budget."""
+    """Train ``model`` in place with the recipe; stop early on divergence or the time budget.
+
+    ``resume`` is a ``TrainReport.checkpoint``: training goes on from the epoch it paused after,
+    with the same weights, optimiser and schedule state and random streams, so a paused and
+    resumed training computes what an uninterrupted one does (``tests/unit/test_training_resume``).
+    """
     device = data.device
     torch.manual_seed(cfg.seed)
     gen = torch.Generator(device="cpu").manual_seed(cfg.seed)
@@ -345,10 +380,13 @@ def train(
     )
     images = not data.is_text and data.x_train.dim() == 4 and data.x_train.shape[0] > 0
     images = images and cfg.channels_last
+    first_epoch = 0
+    if resume is not None:
+        first_epoch = _restore(resume, model, optimizer, scheduler, scaler, gen, device)
     layout = _Layout(model, data.prepare(data.x_train[:2]) if images else None)
     start = time.monotonic()
     seen = 0
-    for epoch in range(cfg.epochs):
+    for epoch in range(first_epoch, cfg.epochs):
         model.train()
         t0 = time.monotonic()
         order = torch.randperm(n, generator=gen).to(device)
@@ -409,7 +447,21 @@ def train(
             on_epoch(stats)
         if report.diverged or report.stopped_by_budget:
             break
+        if cfg.stop_after is not None and epoch + 1 == cfg.stop_after < cfg.epochs:
+            report.paused_at = epoch + 1
+            break
     layout.restore()
+    if report.paused_at is not None:
+        report.checkpoint = {
+            "epoch": report.paused_at,
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "scaler": scaler.state_dict(),
+            "generator": gen.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            **({"cuda_rng": torch.cuda.get_rng_state(device)} if device.type == "cuda" else {}),
+        }
     _sync(device)
     report.wall_time_s = time.monotonic() - start
     report.train_samples_per_s = seen / report.wall_time_s if report.wall_time_s > 0 else 0.0

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from langgraph.runtime import Runtime
 
+from archsmith.agents.early_stop import STOPPED_EARLY, CheckFigures, early_check
 from archsmith.agents.interfaces import ArchitectProposal
 from archsmith.agents.state import AgentContext, AgentState, Candidate
 from archsmith.metrics import PARETO_AXES, pareto_front
@@ -29,7 +30,7 @@ from archsmith.tools.schemas import (
     MeasureEnergyInput,
     TrainModelInput,
 )
-from archsmith.tools.train_model import score_test_split, train_model
+from archsmith.tools.train_model import score_program, score_test_split, train_model
 
 __all__ = [
     "DEFAULT_MAX_FIX_ATTEMPTS",
@@ -197,6 +198,16 @@ def evaluate(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any
         raise RuntimeError("evaluate reached without a candidate")
     ctx = runtime.context
     base = _base_input(spec, cand["code"])
+    check = None
+    at_check: dict[str, Any] = {}
+    if ctx.early_stop is not None:
+
+        def measure(model_dir: Path) -> CheckFigures:
+            return _measure_at_check(ctx, spec, base, model_dir, at_check)
+
+        best = state.get("best")
+        validation = state.get("validation")
+        check = early_check(ctx.early_stop, spec, best, validation, ctx.epochs, measure)
     trained = train_model(
         ctx.tools,
         TrainModelInput(
@@ -208,10 +219,17 @@ def evaluate(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any
             max_train=ctx.max_train,
             max_val=ctx.max_val,
         ),
+        check=check,
     )
     if not trained.ok and not trained.diverged:
         return {"error": _err(trained.error), "error_stage": "train_model"}
     evaluation: dict[str, Any] = {"train": trained.model_dump(mode="json")}
+    if trained.early_stop is not None and "measure" in at_check:
+        # Timed at the check on the paused program: the same graph, so the same figures.
+        evaluation["measure"] = at_check["measure"]
+        evaluation["measured_at_epoch"] = trained.early_stop.epoch
+        if trained.early_stop.stopped or trained.model_dir is not None:
+            return {"error": None, "error_stage": None, "evaluation": evaluation}
     if trained.diverged or trained.model_dir is None:
         evaluation["measure"] = None
         return {"error": None, "error_stage": None, "evaluation": evaluation}
@@ -226,6 +244,39 @@ def evaluate(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any
         return {"error": _err(measured.error), "error_stage": "measure_energy"}
     evaluation["measure"] = measured.model_dump(mode="json")
     return {"error": None, "error_stage": None, "evaluation": evaluation}
+
+
+def _measure_at_check(
+    ctx: AgentContext,
+    spec: TaskSpec,
+    base: dict[str, Any],
+    model_dir: Path,
+    keep: dict[str, Any],
+) -> CheckFigures:
+    """Score and time the paused program for the early-stopping check; its timing is kept in
+    ``keep["measure"]`` (it is the final program's: the same graph)."""
+    data = ctx.tools.prepare(spec.dataset, max_train=ctx.max_train, max_val=ctx.max_val)
+    scored = score_program(ctx.tools, data, model_dir, ["train", "val"])
+    if not scored.ok:
+        why = scored.error.message if scored.error else "no reason given"
+        return CheckFigures(problem=f"measuring the paused model failed ({why})")
+    figures = scored.result or {}
+    shapes = {k: v for k, v in base.items() if k != "code"}
+    speed = measure_energy(
+        ctx.tools,
+        MeasureEnergyInput(
+            **shapes, dataset=spec.dataset, model_dir=model_dir, max_val=ctx.max_val
+        ),
+    )
+    if speed.ok:
+        keep["measure"] = speed.model_dump(mode="json")
+    return CheckFigures(
+        train_accuracy=figures.get("train_accuracy"),
+        val_accuracy=figures.get("val_accuracy"),
+        fps=speed.fps,
+        latency_ms=speed.latency_ms,
+        val_energy_kwh_pue=speed.val_energy_kwh_pue,
+    )
 
 
 def code_fixer(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
@@ -328,6 +379,8 @@ def critic(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
     evaluation = state.get("evaluation") or {}
     train = evaluation.get("train") or {}
     measure = evaluation.get("measure") or {}
+    if (train.get("early_stop") or {}).get("stopped"):
+        return _stopped_early(state, spec, train["early_stop"])
     metrics = measured_metrics(state)
     advice = advise(metrics, spec)
     entry = history_entry(state, status="diverged" if metrics.is_diverged else "evaluated")
@@ -347,12 +400,10 @@ def critic(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
                 "val": measure.get("val_energy_source"),
             },
             "model_dir": train.get("model_dir"),
+            "early_stop": train.get("early_stop"),
             # One job at a time: nothing else of this run shared the machine while it was
             # timed. Parallel rounds say otherwise (rounds.critic_round).
-            "measurement": {
-                "speed_and_energy": "exclusive" if measure else "not measured",
-                "training_energy": "exclusive",
-            },
+            "measurement": _measurement(evaluation),
         }
     )
     best = state.get("best")
@@ -379,6 +430,8 @@ def critic(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
             "feasible": feasible,
             "limit_violations": advice.limit_violations,
             "model_dir": entry["model_dir"],
+            # Its own early-stopping check: the curve later candidates are bounded against.
+            "early_stop": entry["early_stop"],
         }
     if (
         updates["stop_reason"] is None
@@ -399,6 +452,51 @@ def critic(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
         **updates,
         "best": best,
         "instructions": instructions,
+        "history": [entry],
+    }
+
+
+def _measurement(evaluation: dict[str, Any]) -> dict[str, str]:
+    """How the figures were measured when candidates run one at a time."""
+    speed = "exclusive" if evaluation.get("measure") else "not measured"
+    epoch = evaluation.get("measured_at_epoch")
+    if evaluation.get("measure") and epoch is not None:
+        speed += f", on the program paused at epoch {epoch} (the final one's graph)"
+    return {"speed_and_energy": speed, "training_energy": "exclusive"}
+
+
+def _stopped_early(state: AgentState, spec: TaskSpec, record: dict[str, Any]) -> dict[str, Any]:
+    """A candidate the early-stopping rule stopped: recorded with its figures at the check and the
+    rule's reason; no CM (its model is not trained with the full recipe, so its figures do not
+    compare with finished ones), never the best, and the next round edits the best as before."""
+    metrics = measured_metrics(state)
+    entry = history_entry(state, status=STOPPED_EARLY)
+    violations = spec.limit_violations(
+        metrics.params or None, metrics.latency_ms, metrics.model_size_mb
+    )
+    entry.update(
+        {
+            "metrics": metrics.model_dump(mode="json"),
+            "combined_metric": None,
+            "early_stop": record,
+            "instructions": [],
+            "fired_rules": [],
+            "dropped": [],
+            "targets_met": False,
+            "feasible": not violations,
+            "limit_violations": violations,
+            "model_dir": None,
+            "is_best": False,
+            "measurement": _measurement(state.get("evaluation") or {}),
+        }
+    )
+    best = state.get("best")
+    entry["next_parent"] = best["iteration"] if best is not None else entry["iteration"]
+    log.info("iteration %d stopped early: %s", entry["iteration"], record.get("reason"))
+    return {
+        **_stop_update(state, entry, improved=False),
+        "best": best,
+        "instructions": state.get("instructions", []),
         "history": [entry],
     }
 

@@ -36,6 +36,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from archsmith.agents.early_stop import STOPPED_EARLY
 from archsmith.agents.interfaces import ArchitectProposal
 from archsmith.search.policy import (
     Advice,
@@ -1025,6 +1026,8 @@ def _evaluated(spec: TaskSpec, history: list[dict[str, Any]]) -> list[_Evaluated
         arch, metrics = _arch_of(item), _metrics_of(item)
         if arch is None or metrics is None or metrics.is_diverged:
             continue
+        if item.get("status") == STOPPED_EARLY:
+            continue  # no accuracy of a finished training: nothing to fit or to edit
         score = spec_score(spec, {"params": float(metrics.params), **_observed(metrics)})
         size = metrics.model_size_mb
         if (

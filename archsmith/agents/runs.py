@@ -70,6 +70,10 @@ class RunMeta(BaseModel):
     max_train: int | None = None
     max_val: int | None = None
     max_fix_attempts: int = 3
+    early_stop: bool = Field(
+        default=False, description="Stop candidates that cannot beat the best (--early-stop)."
+    )
+    early_stop_margin: float = Field(default=0.02, ge=0.0, le=1.0)
     workers: int = Field(default=1, description="Candidates evaluated at once (Ray when > 1).")
     ray_address: str | None = Field(
         default=None, description="An existing Ray cluster; None: a local one when workers > 1."

@@ -14,6 +14,7 @@ from typing import Any
 
 from rich.console import Console
 
+from archsmith.agents.early_stop import EarlyStopRule
 from archsmith.agents.graph import StudioContext
 from archsmith.agents.interfaces import Architect
 from archsmith.agents.runs import (
@@ -190,6 +191,7 @@ def _context(
         max_fix_attempts=meta.max_fix_attempts,
         max_train=meta.max_train,
         max_val=meta.max_val,
+        early_stop=EarlyStopRule(margin=meta.early_stop_margin) if meta.early_stop else None,
     )
 
 
@@ -520,6 +522,8 @@ def new_meta(
     workers: int = 1,
     ray_address: str | None = None,
     gpus_per_candidate: float | None = None,
+    early_stop: bool = False,
+    early_stop_margin: float = 0.02,
 ) -> RunMeta:
     """A fresh run's metadata."""
     return RunMeta(
@@ -541,4 +545,6 @@ def new_meta(
         workers=workers,
         ray_address=ray_address,
         gpus_per_candidate=gpus_per_candidate,
+        early_stop=early_stop,
+        early_stop_margin=early_stop_margin,
     )

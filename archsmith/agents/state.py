@@ -19,6 +19,7 @@ from langchain_core.language_models import BaseChatModel
 # before 3.12, and the graph's output schema would be missing there.
 from typing_extensions import TypedDict
 
+from archsmith.agents.early_stop import EarlyStopRule
 from archsmith.agents.interfaces import Architect
 from archsmith.tools.runtime import ToolRuntime
 
@@ -97,6 +98,8 @@ class AgentContext:
     train_time_budget_s: float | None = None
     max_train: int | None = None
     max_val: int | None = None
+    #: The early-stopping rule (``run --early-stop``); None: every candidate trains to the end.
+    early_stop: EarlyStopRule | None = None
     #: Told each parallel candidate's record as soon as it is done, from its own thread (the
     #: run store's row); the graph's stream reports it only when LangGraph gets to it.
     on_candidate: Callable[[dict[str, Any]], None] | None = None

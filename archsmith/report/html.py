@@ -32,6 +32,7 @@ from archsmith.files import atomic_write_text
 from archsmith.report import svg
 from archsmith.report.svg import AxisSpec, Mark, Point, Series, Threshold
 from archsmith.spec import TaskSpec
+from archsmith.tools.schemas import STOPPED_EARLY
 
 __all__ = ["ReportData", "render_report", "write_report"]
 
@@ -211,6 +212,7 @@ class IterationView:
     seconds: str
     finished: str
     #: Where a candidate of a parallel round ran and how it was measured; None when serial.
+    early_stop: str | None
     placement: str | None
     cm: str | None
     targets_met: bool | None
@@ -507,6 +509,7 @@ def _iteration_view(
         seconds=fmt_seconds(entry.get("seconds")),
         finished=fmt_when(entry.get("finished_at")),
         placement=_placement(entry),
+        early_stop=_early_stop(entry.get("early_stop")),
         cm=f"{cm:.4f}" if cm is not None else None,
         targets_met=targets if isinstance(targets, bool) else None,
         metrics=_metric_rows(entry, spec),
@@ -526,6 +529,19 @@ def _iteration_view(
         fps=fmt_count(m.get("fps")),
         params=fmt_count(m.get("params")),
         energy=fmt_energy_scoped(m.get("val_energy_kwh_pue"), _val_source(entry)),
+    )
+
+
+def _early_stop(check: Any) -> str | None:
+    """The early-stopping check in one sentence: when, the figures then, and the verdict."""
+    if not isinstance(check, dict):
+        return None
+    verdict = "Stopped early" if check.get("stopped") else "Went on"
+    return (
+        f"{verdict} after the check at epoch {check.get('epoch')} of {check.get('epochs')}"
+        f" (validation {fmt_pct(check.get('val_accuracy'))}, training"
+        f" {fmt_pct(check.get('train_accuracy'))} then): {check.get('reason')}."
+        f" Rule: {check.get('rule')}."
     )
 
 
@@ -936,7 +952,8 @@ def _context(data: ReportData) -> dict[str, Any]:
         for i, e in enumerate(its)
     ]
     counts = {
-        s: sum(1 for e in its if e.get("status") == s) for s in ("evaluated", "diverged", "failed")
+        s: sum(1 for e in its if e.get("status") == s)
+        for s in ("evaluated", STOPPED_EARLY, "diverged", "failed")
     }
     has_evaluated = any(_is_evaluated(e) for e in its)
     duration = _num(run.get("duration_s"))
@@ -963,8 +980,9 @@ def _context(data: ReportData) -> dict[str, Any]:
             "Iterations",
             f"{len(its)}"
             + (f" of {max_it}" if max_it is not None else "")
-            + f" ({counts['evaluated']} evaluated, {counts['diverged']} diverged,"
-            f" {counts['failed']} failed)",
+            + f" ({counts['evaluated']} evaluated,"
+            + (f" {counts[STOPPED_EARLY]} stopped early," if counts[STOPPED_EARLY] else "")
+            + f" {counts['diverged']} diverged, {counts['failed']} failed)",
         ),
         ("Started", fmt_when(run.get("created_at"))),
         ("Last update", fmt_when(run.get("updated_at"))),

@@ -27,7 +27,7 @@ from archsmith.scoring.common import (
     dummy_input,
     setup,
 )
-from archsmith.scoring.format import ProgramError
+from archsmith.scoring.format import TRAIN_STATE_FILE, ProgramError
 
 __all__ = ["ExportError", "build", "load_candidate", "op_build", "op_train"]
 
@@ -154,6 +154,9 @@ def op_train(
 
     Only the training split is in this process's dataset file; its figures per epoch are the
     candidate's own account of its training (loss and accuracy on the batches it trained on).
+    ``stop_after``: pause after that epoch, leave the training state in ``TRAIN_STATE_FILE`` and
+    export the model as it is then (for the host's early-stopping check); ``resume``: go on from
+    the state file the host copied in.
     """
     from archsmith.training import DeviceData, TrainConfig, train
 
@@ -170,13 +173,19 @@ def op_train(
         time_budget_s=args.get("time_budget_s"),
         amp=bool(args.get("amp", True)),
         train_eval_samples=0,
+        stop_after=int(args["stop_after"]) if args.get("stop_after") else None,
     )
     torch.manual_seed(cfg.seed)
     model = build(candidate, list(data.input_shape), data.num_classes)
     dev_data = DeviceData(
         data.x_train, data.y_train, data.x_val, data.y_val, device, is_text=is_text
     )
-    report = train(model, dev_data, cfg)
+    resume = None
+    if args.get("resume"):
+        resume = torch.load(work_dir / TRAIN_STATE_FILE, map_location=device, weights_only=True)
+    report = train(model, dev_data, cfg, resume=resume)
+    if report.checkpoint is not None:
+        torch.save(report.checkpoint, work_dir / TRAIN_STATE_FILE)
     result = report.as_dict()
     result["train_samples"] = int(data.x_train.shape[0])
     if report.diverged:

@@ -20,6 +20,7 @@ __all__ = [
     "MAX_PROGRAM_BYTES",
     "PROGRAM_FILE",
     "TENSORS_FILE",
+    "TRAIN_STATE_FILE",
     "VERSION",
     "ProgramError",
     "check_program",
@@ -29,6 +30,8 @@ __all__ = [
 
 PROGRAM_FILE = "program.json"
 TENSORS_FILE = "program.safetensors"
+#: A paused training's state (``stop_after``), handed back by the host to the job resuming it.
+TRAIN_STATE_FILE = "train-state.pt"
 FORMAT = "archsmith-program"
 VERSION = 1
 #: A program.json larger than this is not one an honest export writes; it is refused unread.

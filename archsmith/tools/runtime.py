@@ -31,6 +31,7 @@ from pydantic import BaseModel
 
 from archsmith.config import Settings
 from archsmith.data.prepared_format import read_meta
+from archsmith.files import UntrustedFileError, atomic_write_bytes, open_untrusted
 from archsmith.memory.store import ToolCallRecord
 from archsmith.sandbox.base import (
     CANDIDATE_TOOLS,
@@ -199,17 +200,28 @@ class ToolRuntime:
         *,
         dataset: PreparedRef | None = None,
         limits: SandboxLimits | None = None,
+        input_files: dict[str, Path] | None = None,
+        take_files: dict[str, Path] | None = None,
     ) -> tuple[SandboxResult, ProgramFiles | None]:
         """A candidate job whose exported program the host checks and keeps (``handover``).
 
         A job that succeeded but left no valid program becomes a failed result (``InvalidProgram``,
-        with what is wrong), which goes to the code fixer like any other failure.
+        with what is wrong), which goes to the code fixer like any other failure. ``take_files``
+        maps names in the work directory to host paths: each such file the job left (a regular
+        file, no link, at most three times ``max_model_bytes``) is copied there; one it did not
+        leave is not.
         """
         kept: list[ProgramFiles] = []
 
         def take(work_dir: Path, result: SandboxResult) -> SandboxResult:
             if not result.ok:
                 return result
+            for name, dest in (take_files or {}).items():
+                try:
+                    with open_untrusted(work_dir / name, 3 * self.settings.max_model_bytes) as f:
+                        atomic_write_bytes(dest, f.read())
+                except UntrustedFileError as e:
+                    log.warning("the job's %s was not taken: %s", name, e)
             try:
                 kept.append(
                     take_program(
@@ -223,7 +235,7 @@ class ToolRuntime:
                 return result.model_copy(update={"ok": False, "error": error})
             return result
 
-        result = self._run(tool, args, code, dataset, None, limits, take)
+        result = self._run(tool, args, code, dataset, input_files, limits, take)
         return result, (kept[0] if kept else None)
 
     def _run(

@@ -16,12 +16,14 @@ from archsmith.spec import TaskSpec
 
 __all__ = [
     "MEASURE_BATCH",
+    "STOPPED_EARLY",
     "CandidateInput",
     "CheckShapesInput",
     "CheckShapesOutput",
     "ConditionResult",
     "CountParamsOutput",
     "DroppedInstruction",
+    "EarlyStopRecord",
     "EpochRecord",
     "EvaluationMetrics",
     "FiredRule",
@@ -320,6 +322,32 @@ class EpochRecord(BaseModel):
     seconds: float
 
 
+#: The history status of a candidate the early-stopping rule stopped.
+STOPPED_EARLY = "stopped early"
+
+
+class EarlyStopRecord(BaseModel):
+    """The early-stopping check of one candidate: its figures at the check and the verdict.
+
+    The accuracies are measured by the measuring process on the program the candidate exported at
+    ``epoch`` (the same ``score`` job as at the end); ``bound`` says what the rule computed from
+    them and from the best's figures (``archsmith.agents.early_stop``).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    epoch: int = Field(ge=1, description="Epochs trained when checked.")
+    epochs: int = Field(ge=1, description="Epochs of the full schedule.")
+    train_accuracy: float | None = Field(default=None, description="T_Acc at the check.")
+    val_accuracy: float | None = Field(default=None, description="V_Acc at the check.")
+    stopped: bool = Field(description="True: the candidate was not trained any further.")
+    rule: str = Field(description="The rule and its settings.")
+    reason: str = Field(description="Why it stopped or went on, with the figures.")
+    bound: dict[str, float] | None = Field(
+        default=None, description="The bound on its final figures, and the best's CM."
+    )
+
+
 class TrainModelOutput(BaseModel):
     """Output of ``train_model``: measured accuracy and loss, energy, and the trained model.
 
@@ -359,6 +387,10 @@ class TrainModelOutput(BaseModel):
     train_samples: int | None = None
     val_samples: int | None = None
     sandbox_wall_time_s: float = 0.0
+    early_stop: EarlyStopRecord | None = Field(
+        default=None,
+        description="The early-stopping check, when one was made; stopped: no final figures.",
+    )
 
 
 class MeasureEnergyInput(BaseModel):

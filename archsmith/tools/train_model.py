@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import logging
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from langchain_core.tools import StructuredTool
 
-from archsmith.scoring.handover import model_files
+from archsmith.energy import EnergyReading
+from archsmith.sandbox.base import SandboxResult
+from archsmith.scoring.format import TRAIN_STATE_FILE
+from archsmith.scoring.handover import ProgramFiles, model_files
 from archsmith.tools.runtime import PreparedRef, ToolRuntime, bind_tool, tool_error
 from archsmith.tools.schemas import (
     MEASURE_BATCH,
+    EarlyStopRecord,
     EpochRecord,
     MeasureEnergyInput,
     ToolError,
@@ -18,7 +27,17 @@ from archsmith.tools.schemas import (
     TrainModelOutput,
 )
 
-__all__ = ["argument_error", "make_train_model_tool", "score_test_split", "train_model"]
+__all__ = [
+    "EarlyCheck",
+    "Verdict",
+    "argument_error",
+    "make_train_model_tool",
+    "score_program",
+    "score_test_split",
+    "train_model",
+]
+
+log = logging.getLogger(__name__)
 
 #: What the host keeps of the candidate process's own account of its training.
 _REPORTED = ("epochs_completed", "stopped_by_budget", "train_samples_per_s", "device")
@@ -49,15 +68,45 @@ def _history(reported: dict[str, Any]) -> list[EpochRecord]:
     return out
 
 
-def train_model(runtime: ToolRuntime, inp: TrainModelInput) -> TrainModelOutput:
+@dataclass(frozen=True)
+class Verdict:
+    """An early-stopping decision: stop or go on, why, the figures it read and its bound."""
+
+    stop: bool
+    reason: str
+    bound: dict[str, float] | None = None
+    train_accuracy: float | None = None
+    val_accuracy: float | None = None
+
+
+@dataclass(frozen=True)
+class EarlyCheck:
+    """Pause training after ``epoch`` epochs and ask ``decide`` whether to go on.
+
+    ``decide(model_dir, train_energy_kwh_pue)`` gets the paused model's checked program (a host
+    directory, removed after the call) and the training energy spent so far; it measures what it
+    needs with the measuring process.
+    """
+
+    epoch: int
+    rule: str
+    decide: Callable[[Path, float], Verdict]
+
+
+def train_model(
+    runtime: ToolRuntime, inp: TrainModelInput, *, check: EarlyCheck | None = None
+) -> TrainModelOutput:
     """Train the candidate on the training split, export it, and score its program.
 
     The candidate's process gets the training split only; its exported program is checked and
     kept by the host (``model_dir``); a measuring process that never sees the code computes every
-    accuracy and loss. Training energy is measured by the host around the whole training job.
-    """
-    from archsmith.energy import make_meter
+    accuracy and loss. Training energy is measured by the host around the training job(s).
 
+    With ``check``, training pauses after ``check.epoch`` epochs and ``check.decide`` is given
+    the program of that epoch; unless it stops the candidate, a second job resumes training from
+    the state the first left (``train-state.pt``, taken out by the host and handed back), so the
+    trained model is the one an uninterrupted training gives.
+    """
     data = runtime.prepare(
         inp.dataset, seed=inp.split_seed, max_train=inp.max_train, max_val=inp.max_val
     )
@@ -67,38 +116,100 @@ def train_model(runtime: ToolRuntime, inp: TrainModelInput) -> TrainModelOutput:
     args = inp.model_dump(
         include={"epochs", "time_budget_s", "seed", "batch_size", "optimizer", "lr", "augment"}
     )
+    pause = check is not None and 1 <= check.epoch < inp.epochs
+    held = None
+    if pause:
+        runtime.settings.jobs_dir.mkdir(parents=True, exist_ok=True)
+        held = Path(tempfile.mkdtemp(prefix="held-", dir=runtime.settings.jobs_dir))
+    try:
+        return _train(runtime, inp, data, args, check if pause else None, held)
+    finally:
+        if held is not None:
+            shutil.rmtree(held, onerror=_log_leftover)
+
+
+def _train(
+    runtime: ToolRuntime,
+    inp: TrainModelInput,
+    data: PreparedRef,
+    args: dict[str, Any],
+    check: EarlyCheck | None,
+    held: Path | None,
+) -> TrainModelOutput:
+    from archsmith.energy import make_meter
+
     meter = make_meter(runtime.device, runtime.settings.estimate_watts(runtime.device))
+    view = runtime.training_view(data)
+    state = {TRAIN_STATE_FILE: held / TRAIN_STATE_FILE} if held is not None else None
     meter.start()
     trained, program = runtime.run_for_program(
         "train",
-        args,
+        {**args, "stop_after": check.epoch} if check is not None else args,
         inp.code,
-        dataset=runtime.training_view(data),
+        dataset=view,
         limits=runtime.limits_for("train", inp.time_budget_s),
+        take_files=state,
     )
     energy = meter.stop()
     reported = trained.result or {}
+    history = _history(reported)
+    record: EarlyStopRecord | None = None
+    extra_wall = 0.0
+    paused = check is not None and program is not None and reported.get("paused_at") == check.epoch
+    if paused and (state is None or not state[TRAIN_STATE_FILE].is_file()):
+        error = ToolError(
+            type="InvalidTrainState",
+            message=f"training paused after epoch {reported.get('paused_at')} but left no"
+            f" {TRAIN_STATE_FILE} the host could take (a regular file, no link, of bounded"
+            " size) to resume from",
+        )
+        if program is not None:
+            shutil.rmtree(program.directory, onerror=_log_leftover)
+        return TrainModelOutput(ok=False, error=error, history=history)
+    if check is not None and state is not None and program is not None and paused:
+        try:
+            record = _check(check, program, energy, inp.epochs)
+        finally:
+            shutil.rmtree(program.directory, onerror=_log_leftover)
+        program = None
+        if record.stopped:
+            return TrainModelOutput(
+                ok=True,
+                history=history,
+                early_stop=record,
+                **_account(reported, trained.wall_time_s, energy, data),
+                sandbox_wall_time_s=trained.wall_time_s,
+            )
+        left = None if inp.time_budget_s is None else inp.time_budget_s - trained.wall_time_s
+        meter.start()
+        resumed, program = runtime.run_for_program(
+            "train",
+            {**args, "resume": True, "time_budget_s": None if left is None else max(1.0, left)},
+            inp.code,
+            dataset=view,
+            limits=runtime.limits_for("train", None if left is None else max(1.0, left)),
+            input_files=state,
+        )
+        energy = _joined(energy, meter.stop())
+        extra_wall = trained.wall_time_s
+        trained = resumed
+        reported = {**reported, **(resumed.result or {})}
+        history = [*history, *_history(resumed.result or {})]
     common: dict[str, Any] = {
-        "history": _history(reported),
-        **{k: reported[k] for k in _REPORTED if isinstance(reported.get(k), int | float | str)},
-        "wall_time_s": trained.wall_time_s,
-        "train_energy_j": energy.joules,
-        "train_energy_kwh_pue": energy.kwh_pue,
-        "train_energy_source": energy.source.value,
-        "train_energy_detail": f"the whole training job (start, training, export): {energy.detail}",
-        "train_samples": int(data.meta.get("counts", {}).get("train") or 0) or None,
-        "sandbox_wall_time_s": trained.wall_time_s,
+        "history": history,
+        "early_stop": record,
+        **_account(reported, trained.wall_time_s + extra_wall, energy, data),
     }
     if program is None:
         diverged = trained.error is not None and trained.error.type == "NonFiniteLoss"
-        return TrainModelOutput(ok=False, error=tool_error(trained), diverged=diverged, **common)
-    scored = runtime.run(
-        "score",
-        {"batch_size": MEASURE_BATCH, "splits": ["train", "val"]},
-        dataset=data,
-        input_files=program.paths,
-        limits=runtime.limits_for("measure"),
-    )
+        return TrainModelOutput(
+            ok=False,
+            error=tool_error(trained),
+            diverged=diverged,
+            sandbox_wall_time_s=trained.wall_time_s + extra_wall,
+            **common,
+        )
+    scored = score_program(runtime, data, program.directory, ["train", "val"])
     measured = scored.result or {}
     return TrainModelOutput(
         ok=scored.ok,
@@ -112,8 +223,69 @@ def train_model(runtime: ToolRuntime, inp: TrainModelInput) -> TrainModelOutput:
         diverged=bool(measured.get("diverged")),
         model_dir=program.directory,
         val_samples=measured.get("val_samples"),
-        **{**common, "sandbox_wall_time_s": trained.wall_time_s + scored.wall_time_s},
+        sandbox_wall_time_s=trained.wall_time_s + extra_wall + scored.wall_time_s,
+        **common,
     )
+
+
+def _check(
+    check: EarlyCheck, program: ProgramFiles, energy: EnergyReading, epochs: int
+) -> EarlyStopRecord:
+    """Ask the rule about the paused model; its record says what it read and decided."""
+    verdict = check.decide(program.directory, energy.kwh_pue)
+    log.info("early-stopping check at epoch %d: %s", check.epoch, verdict.reason)
+    return EarlyStopRecord(
+        epoch=check.epoch,
+        epochs=epochs,
+        train_accuracy=verdict.train_accuracy,
+        val_accuracy=verdict.val_accuracy,
+        stopped=verdict.stop,
+        rule=check.rule,
+        reason=verdict.reason,
+        bound=verdict.bound,
+    )
+
+
+def score_program(
+    runtime: ToolRuntime, data: PreparedRef, model_dir: Path, splits: list[str]
+) -> SandboxResult:
+    """The measuring process's accuracy and loss of the program in ``model_dir`` on ``splits``."""
+    return runtime.run(
+        "score",
+        {"batch_size": MEASURE_BATCH, "splits": splits},
+        dataset=data,
+        input_files=model_files(model_dir),
+        limits=runtime.limits_for("measure"),
+    )
+
+
+def _account(
+    reported: dict[str, Any], wall: float, energy: EnergyReading, data: PreparedRef
+) -> dict[str, Any]:
+    """What the output says of the training jobs: their own account, wall time and energy."""
+    return {
+        **{k: reported[k] for k in _REPORTED if isinstance(reported.get(k), int | float | str)},
+        "wall_time_s": wall,
+        "train_energy_j": energy.joules,
+        "train_energy_kwh_pue": energy.kwh_pue,
+        "train_energy_source": energy.source.value,
+        "train_energy_detail": f"the training job(s) (start, training, export): {energy.detail}",
+        "train_samples": int(data.meta.get("counts", {}).get("train") or 0) or None,
+    }
+
+
+def _joined(first: EnergyReading, second: EnergyReading) -> EnergyReading:
+    """Two training jobs' energy as one reading (the check between them is not training)."""
+    return EnergyReading(
+        joules=first.joules + second.joules,
+        seconds=first.seconds + second.seconds,
+        source=second.source,
+        detail=second.detail,
+    )
+
+
+def _log_leftover(function: Any, path: str, excinfo: Any) -> None:
+    log.warning("could not remove %s: %s", path, excinfo[1])
 
 
 def score_test_split(
@@ -131,13 +303,7 @@ def score_test_split(
     call is an input to decisions. The measuring process scores the program in ``model_dir``.
     """
     data = runtime.prepare(dataset, seed=split_seed, max_train=max_train, max_val=max_val)
-    result = runtime.run(
-        "score",
-        {"batch_size": MEASURE_BATCH, "splits": ["test"]},
-        dataset=data,
-        input_files=model_files(model_dir),
-        limits=runtime.limits_for("measure"),
-    )
+    result = score_program(runtime, data, model_dir, ["test"])
     measured = result.result or {}
     if not result.ok:
         error = tool_error(result)

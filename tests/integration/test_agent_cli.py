@@ -197,3 +197,43 @@ def test_a_run_without_one_evaluated_candidate_exits_3(tmp_path: Path) -> None:
     )  # fmt: skip
     assert result.returncode == 3, result.stdout + result.stderr
     assert "no candidate could be evaluated" in " ".join(result.stderr.split())
+
+
+@pytest.mark.slow
+def test_run_with_early_stopping_records_each_check_and_show_tells_it(tmp_path: Path) -> None:
+    """`--early-stop` as a user types it: the run says it, keeps it for `resume`, and every
+    candidate's check (epoch 1 of 3 here) is in the record and in `show`."""
+    env = env_for(tmp_path)
+    result = subprocess.run(
+        [str(SCRIPT), "run", "build a 1000-FPS digits classifier", "--iterations", "2",
+         "--epochs", "3", "--max-train", "400", "--early-stop", "--early-stop-margin", "0.05"],
+        capture_output=True, text=True, env=env, timeout=900,
+    )  # fmt: skip
+    assert result.returncode in (0, 4), result.stdout + result.stderr
+    assert "early stopping (margin 0.05)" in " ".join(result.stdout.split())
+    with RunStore(tmp_path / "home" / "archsmith.db") as store:
+        (run,) = store.list_runs()
+        entries = store.iterations(run["run_id"])
+    meta = load_meta(tmp_path / "home", run["run_id"])
+    assert meta.early_stop is True
+    assert meta.early_stop_margin == 0.05
+    assert entries
+    first = entries[0]["early_stop"]
+    assert (first["epoch"], first["epochs"], first["stopped"]) == (1, 3, False)
+    assert first["reason"] == "no best yet to compare with"
+    assert "margin 0.05" in first["rule"]
+    assert 0.0 <= first["val_accuracy"] <= 1.0
+    shown = subprocess.run(
+        [str(SCRIPT), "show", run["run_id"], "--iteration", "1"],
+        capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+    assert shown.returncode == 0, shown.stderr
+    said = " ".join(shown.stdout.split())
+    assert "went on after the check at epoch 1 of 3" in said
+    assert "no best yet to compare with" in said
+    bad = subprocess.run(
+        [str(SCRIPT), "run", "build a 1000-FPS digits classifier", "--early-stop-margin", "2"],
+        capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+    assert bad.returncode == 2
+    assert "--early-stop-margin" in bad.stderr

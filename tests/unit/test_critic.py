@@ -156,3 +156,42 @@ def test_the_pareto_fronts_are_the_reports() -> None:
         {"iteration": 4, "status": "failed", "metrics": None},
     ]  # fmt: skip
     assert nodes._front_members(history) == [1, 2]
+
+
+def test_a_candidate_stopped_early_is_recorded_and_changes_nothing_else() -> None:
+    first = critic(_state(1, params=8, val=0.90))
+    record = {
+        "epoch": 2,
+        "epochs": 6,
+        "train_accuracy": 0.41,
+        "val_accuracy": 0.40,
+        "stopped": True,
+        "rule": "learning-curve bound, checked after epoch 2 of 6, margin 0.02",
+        "reason": "at best CM 1.1 at the end, below the best's 1.81 (iteration 1)",
+        "bound": {"combined_metric_bound": 1.1, "best_combined_metric": 1.81},
+    }
+    state = _state(2, params=44, val=0.0, best=first["best"])
+    state["instructions"] = first["instructions"]
+    state["stale_iterations"] = 0
+    # What train_model returns for it: its account and energy, no measured figure, no model.
+    state["evaluation"] = {
+        "train": {"early_stop": record, "train_energy_kwh_pue": 1e-7, "model_dir": None},
+        "measure": None,
+    }
+    out = critic(state)
+    (entry,) = out["history"]
+    assert entry["status"] == "stopped early"
+    assert entry["early_stop"] == record
+    assert entry["combined_metric"] is None
+    assert entry["is_best"] is False
+    assert entry["model_dir"] is None
+    # Its validation figures are known: the hard limit it breaks is on record.
+    assert entry["limit_violations"] == ["params 44 > max_params 10"]
+    assert entry["metrics"]["val_accuracy"] is None
+    assert entry["metrics"]["params"] == 44
+    assert entry["next_parent"] == 1
+    # The best, its advice and the run's patience count go on as for any candidate that lost.
+    assert out["best"] == first["best"]
+    assert out["instructions"] == first["instructions"]
+    assert out["stale_iterations"] == 1
+    assert out["stop_reason"] is None

@@ -721,3 +721,28 @@ def test_axis_ranges(values: list[float], log: bool, lo: float, hi: float) -> No
     axis = build_axis(values, AxisSpec("v", "plain", log))
     assert axis.lo == pytest.approx(lo)
     assert axis.hi == pytest.approx(hi)
+
+
+def test_a_candidate_stopped_early_says_when_why_and_is_counted(raw: dict[str, Any]) -> None:
+    stopped = copy.deepcopy(raw["iterations"][0])
+    n = len(raw["iterations"]) + 1
+    stopped.update(iteration=n, status="stopped early", is_best=False, combined_metric=None)
+    stopped["metrics"] = {"params": 1234, "val_accuracy": None}
+    stopped["early_stop"] = {
+        "epoch": 2,
+        "epochs": 6,
+        "train_accuracy": 0.41,
+        "val_accuracy": 0.4,
+        "stopped": True,
+        "rule": "learning-curve bound, checked after epoch 2 of 6, margin 0.02",
+        "reason": f"below the best's CM {XSS}",
+    }
+    raw["iterations"].append(stopped)
+    doc = render(raw)
+    card = doc.one("section", id=f"iteration-{n}")
+    assert card.attrs["data-status"] == "stopped early"
+    text = " ".join(card.one("div", cls="early-stop").text().split())
+    assert text.startswith("Stopped early after the check at epoch 2 of 6")
+    assert "validation 40.00%" in text
+    assert XSS in text  # escaped: it reads as text, not markup
+    assert "1 stopped early" in " ".join(doc.text().split())

@@ -1,0 +1,256 @@
+"""Early stopping through the real sandbox: pause, measure, stop or resume, and what a run records.
+
+The paused training's state leaves the candidate's work directory only as a checked regular file
+(a link or an oversized file is refused), and a resumed training is the uninterrupted one.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_agent_graph import GOOD, ScriptedArchitect
+
+from archsmith.agents.early_stop import EarlyStopRule
+from archsmith.agents.runs import drive, initial_state, open_checkpointer
+from archsmith.agents.state import AgentContext
+from archsmith.config import Settings
+from archsmith.sandbox.base import Sandbox
+from archsmith.sandbox.local import LocalSandbox
+from archsmith.spec import TaskSpec
+from archsmith.tools.runtime import ToolRuntime
+from archsmith.tools.schemas import STOPPED_EARLY, TrainModelInput
+from archsmith.tools.train_model import EarlyCheck, Verdict, score_program, train_model
+
+CNN = """
+import torch.nn as nn
+
+def build_model(input_shape, num_classes):
+    c = input_shape[0]
+    return nn.Sequential(
+        nn.Conv2d(c, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.Dropout(0.2),
+        nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(32, num_classes),
+    )
+"""
+#: Sees nothing of its input: its accuracy is that of always answering one class.
+BLIND = """
+import torch.nn as nn
+
+class Blind(nn.Module):
+    def __init__(self, n):
+        super().__init__()
+        self.fc = nn.Linear(1, n)
+
+    def forward(self, x):
+        return self.fc(x.flatten(1)[:, :1] * 0)
+
+def build_model(input_shape, num_classes):
+    return Blind(num_classes)
+"""
+#: Leaves, instead of its training state, a link to a host file (or a file too large to take).
+PLANTS = """
+import atexit
+import os
+import torch.nn as nn
+
+def _plant():
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "train-state.pt")
+    if not os.path.exists(path):
+        return
+    os.remove(path)
+    {plant}
+
+atexit.register(_plant)
+
+def build_model(input_shape, num_classes):
+    c, h, w = input_shape
+    return nn.Sequential(nn.Flatten(), nn.Linear(c * h * w, num_classes))
+"""
+DIGITS = {"input_shape": [1, 8, 8], "num_classes": 10}
+
+
+def _decide(stop: bool, runtime: ToolRuntime, seen: list[dict[str, Any]]) -> Any:
+    """A scripted rule that, as the run's does, has the paused program scored."""
+
+    def decide(model_dir: Path, train_energy_kwh_pue: float) -> Verdict:
+        data = runtime.prepare("digits")
+        scored = score_program(runtime, data, model_dir, ["train", "val"])
+        assert scored.ok, scored.error
+        figures = scored.result or {}
+        seen.append({**figures, "train_energy_kwh_pue": train_energy_kwh_pue})
+        return Verdict(
+            stop,
+            "scripted verdict",
+            {"combined_metric_bound": 1.0},
+            figures["train_accuracy"],
+            figures["val_accuracy"],
+        )
+
+    return decide
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(home=tmp_path / "home", device="cpu", job_wall_time_s=300)
+
+
+def _leftovers(settings: Settings) -> list[str]:
+    return sorted(p.name for p in settings.jobs_dir.iterdir()) if settings.jobs_dir.is_dir() else []
+
+
+def test_a_candidate_that_goes_on_is_trained_exactly_as_without_the_check(
+    sandbox: Sandbox, settings: Settings
+) -> None:
+    runtime = ToolRuntime(sandbox, settings)
+    inp = TrainModelInput(code=CNN, dataset="digits", epochs=3, seed=5, **DIGITS)
+    plain = train_model(runtime, inp)
+    seen: list[dict[str, Any]] = []
+    checked = train_model(
+        runtime, inp, check=EarlyCheck(epoch=1, rule="test", decide=_decide(False, runtime, seen))
+    )
+    assert plain.ok, plain.error
+    assert checked.ok, checked.error
+    # Paused after epoch 1, measured, resumed from the state the first job left: the same model.
+    assert checked.val_accuracy == plain.val_accuracy
+    assert checked.val_loss == plain.val_loss
+    assert checked.train_accuracy == plain.train_accuracy
+    assert [h.epoch for h in checked.history] == [1, 2, 3]
+    assert checked.epochs_completed == 3
+    record = checked.early_stop
+    assert record is not None
+    assert not record.stopped
+    assert (record.epoch, record.epochs, record.reason) == (1, 3, "scripted verdict")
+    # The rule was given the epoch-1 program and the energy of the training so far.
+    (figures,) = seen
+    assert (figures["train_accuracy"], figures["val_accuracy"]) == (
+        record.train_accuracy,
+        record.val_accuracy,
+    )
+    assert checked.train_energy_kwh_pue is not None
+    assert 0 < figures["train_energy_kwh_pue"] < checked.train_energy_kwh_pue
+    assert record.val_accuracy is not None
+    assert 0.0 < record.val_accuracy <= 1.0
+    # Nothing of the pause is left: no held state, no program of the paused model.
+    assert _leftovers(settings) == []
+    kept = sorted(p for p in settings.models_dir.iterdir())
+    assert kept == sorted([plain.model_dir, checked.model_dir])
+
+
+def test_a_stopped_candidate_has_its_figures_at_the_check_and_no_model(
+    sandbox: Sandbox, settings: Settings
+) -> None:
+    runtime = ToolRuntime(sandbox, settings)
+    jobs: list[Any] = []
+    runtime.on_call = jobs.append
+    out = train_model(
+        runtime,
+        TrainModelInput(code=CNN, dataset="digits", epochs=4, **DIGITS),
+        check=EarlyCheck(epoch=1, rule="test", decide=_decide(True, runtime, [])),
+    )
+    assert out.ok, out.error
+    assert out.early_stop is not None
+    assert out.early_stop.stopped
+    assert out.model_dir is None
+    assert out.val_accuracy is None
+    assert [h.epoch for h in out.history] == [1]
+    assert out.train_energy_kwh_pue is not None
+    assert out.train_energy_kwh_pue > 0
+    assert [j.tool for j in jobs] == ["train", "score"]
+    assert jobs[0].args["stop_after"] == 1
+    assert _leftovers(settings) == []
+    assert not settings.models_dir.exists() or not any(settings.models_dir.iterdir())
+
+
+@pytest.mark.parametrize(
+    "plant",
+    [
+        "os.symlink({secret!r}, path)",
+        "open(path, 'wb').write(b'x' * (3 * 200_000 + 1))",
+    ],
+    ids=["link-to-a-host-file", "oversized"],
+)
+def test_a_state_file_the_host_cannot_take_fails_the_candidate(
+    sandbox: Sandbox, tmp_path: Path, plant: str
+) -> None:
+    settings = Settings(
+        home=tmp_path / "home", device="cpu", job_wall_time_s=300, max_model_bytes=200_000
+    )
+    secret = tmp_path / "secret.txt"
+    secret.write_text("host secret\n")
+    code = PLANTS.format(plant=plant.format(secret=str(secret)))
+    runtime = ToolRuntime(sandbox, settings)
+    jobs: list[Any] = []
+    runtime.on_call = jobs.append
+    out = train_model(
+        runtime,
+        TrainModelInput(code=code, dataset="digits", epochs=3, **DIGITS),
+        check=EarlyCheck(epoch=1, rule="test", decide=_decide(False, runtime, [])),
+    )
+    assert not out.ok
+    assert out.error is not None
+    assert out.error.type == "InvalidTrainState"
+    assert "train-state.pt" in out.error.message
+    # No second job ever got the file, and nothing of it stayed on the host.
+    assert [j.tool for j in jobs] == ["train"]
+    assert _leftovers(settings) == []
+    assert secret.read_text() == "host secret\n"
+
+
+def test_a_run_records_a_stopped_candidate_and_never_makes_it_the_best(
+    tmp_path: Path, local_sandbox: LocalSandbox
+) -> None:
+    # An FPS target no model meets here, so the run does not end at its first candidate.
+    spec = TaskSpec(
+        dataset="synthetic",
+        input_shape=(3, 16, 16),
+        num_classes=4,
+        fps_threshold=1e9,
+        fps_priority=1.0,
+    )
+    arch = ScriptedArchitect(proposals=[GOOD.format(width=32), BLIND, GOOD.format(width=48)],
+                             repairs=[])  # fmt: skip
+    tools = ToolRuntime(local_sandbox, Settings(home=tmp_path / "home", device="cpu"))
+    jobs: list[Any] = []
+    tools.on_call = jobs.append
+    # A wide margin: the third candidate (another seed) goes on even if it starts slower.
+    rule = EarlyStopRule(margin=0.2)
+    ctx = AgentContext(tools=tools, architect=arch, epochs=3, early_stop=rule)
+    state0 = initial_state("test", spec.model_dump(mode="json"), iterations=3)
+    with open_checkpointer(tmp_path / "run", None) as saver:
+        state = drive(saver, "early", ctx, state0, lambda *_: None)
+    history = state["history"]
+    assert [h["status"] for h in history] == ["evaluated", STOPPED_EARLY, "evaluated"], [
+        (h["status"], h.get("early_stop")) for h in history
+    ]
+    first, blind, third = history
+    assert first["early_stop"]["reason"] == "no best yet to compare with"
+    check = blind["early_stop"]
+    assert check["stopped"]
+    assert check["epoch"] == 1
+    assert check["epochs"] == 3
+    assert "below the best's" in check["reason"]
+    assert check["bound"]["combined_metric_bound"] < check["bound"]["best_combined_metric"]
+    assert blind["combined_metric"] is None
+    assert blind["is_best"] is False
+    assert blind["model_dir"] is None
+    assert blind["metrics"]["val_accuracy"] is None
+    assert blind["metrics"]["params"] == 4 + 4  # Linear(1, 4): known from validation
+    # The stopped one was measured once at the check and never timed for speed or energy.
+    starts = [i for i, j in enumerate(jobs) if j.tool == "build"]
+    assert len(starts) == 3
+    # Each candidate is scored and timed once at the check, on the paused program; the one that
+    # goes on is scored again when trained, not timed again (the same graph, the same figures).
+    measuring = ("train", "score", "speed")
+    second = [j.tool for j in jobs[starts[1] : starts[2]] if j.tool in measuring]
+    assert second == ["train", "score", "speed"]
+    last = [j.tool for j in jobs[starts[2] :] if j.tool in measuring]
+    assert last[:5] == ["train", "score", "speed", "train", "score"]
+    assert third["measurement"]["speed_and_energy"].startswith("exclusive, on the program paused")
+    assert third["metrics"]["fps"] > 0
+    assert blind["metrics"]["fps"] > 0  # its speed, measured at the check, is on record
+    assert state["best"] is not None
+    assert state["best"]["iteration"] in (1, 3)
+    assert state["best"]["early_stop"]["epoch"] == 1
+    assert "2" not in state["test_results"]
+    assert third["early_stop"]["bound"] is not None  # compared with the best's curve
