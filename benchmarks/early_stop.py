@@ -8,7 +8,7 @@ deterministic, so the two runs differ only by the rule (and by what it changes i
 architect reads).
 
     .venv/bin/python benchmarks/early_stop.py [--request "build a 1000-FPS malaria classifier"]
-        [--data-dir ../shared/data] [--budget 15m]
+        [--data-dir ../shared/data] [--budget 15m] [--home DIR]
 """
 
 from __future__ import annotations
@@ -82,7 +82,24 @@ def summary(name: str, story: dict[str, Any], budget_s: float) -> list[str]:
         f" validation {m.get('val_accuracy')}, held-out test {test}, {m.get('fps')} FPS,"
         f" {m.get('params')} parameters",
         "  best CM by each fifth of the budget: " + " | ".join(cells),
+        *(f"  {_candidate(e)}" for e in its),
     ]
+
+
+def _candidate(e: dict[str, Any]) -> str:
+    """One candidate: what it was, what it cost, what it reached, and the check's verdict."""
+    m = e.get("metrics") or {}
+    check = e.get("early_stop") or {}
+    val = m.get("val_accuracy") if m.get("val_accuracy") is not None else check.get("val_accuracy")
+    fps = m.get("fps")
+    cm = e.get("combined_metric")
+    return (
+        f"#{e['iteration']} {e['status']}: {float(e.get('seconds') or 0):.0f} s,"
+        f" val {'-' if val is None else f'{val:.4f}'},"
+        f" {'-' if fps is None else f'{fps:,.0f}'} FPS, CM {'-' if cm is None else f'{cm:.4f}'}"
+        f" ({str(e.get('summary', ''))[:60]})"
+        + (f"; check at epoch {check.get('epoch')}: {check.get('reason')}" if check else "")
+    )
 
 
 def main() -> int:
@@ -90,6 +107,9 @@ def main() -> int:
     parser.add_argument("--request", default="build a 1000-FPS malaria classifier")
     parser.add_argument("--data-dir", default=str(REPO.parent / "shared" / "data"))
     parser.add_argument("--budget", default="15m")
+    parser.add_argument(
+        "--home", help="Keep the runs in this archsmith home (default: a temp one)."
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     from archsmith.agents.session import parse_duration
@@ -97,7 +117,8 @@ def main() -> int:
     from archsmith.data import prepare_dataset
 
     budget_s = parse_duration(args.budget)
-    with tempfile.TemporaryDirectory(prefix="archsmith-early-stop-") as home:
+    with tempfile.TemporaryDirectory(prefix="archsmith-early-stop-") as temp:
+        home = args.home or temp
         env = {**os.environ, "ARCHSMITH_HOME": home}
         log.info("preparing the dataset ...")
         planned = _run(["plan", args.request, "--json"], env)
