@@ -119,12 +119,48 @@ def _new_namespaces() -> None:
     _mount(None, "/", None, _MS_REC | _MS_PRIVATE, None)
 
 
+def view_under_tmp(paths: list[str]) -> list[str]:
+    """The outermost of ``paths`` (the Python view's directories) that lie under /tmp.
+
+    A venv or a checkout under /tmp is bound into the sandbox's /tmp by bubblewrap; a job's fresh
+    /tmp would hide it (and every module imported after the fork with it), so these are bound
+    again into the job's /tmp, read-only as they were.
+    """
+    under = sorted(
+        {
+            os.path.realpath(p)
+            for p in paths
+            if p and os.path.realpath(p).startswith("/tmp/") and os.path.isdir(p)
+        }
+    )
+    outermost: list[str] = []
+    for p in under:
+        if not any(p.startswith(q + "/") for q in outermost):
+            outermost.append(p)
+    return outermost
+
+
+def _python_view() -> list[str]:
+    import archsmith
+
+    return [sys.prefix, os.path.dirname(os.path.dirname(archsmith.__file__)), *sys.path]
+
+
 def isolate(name: str) -> None:
     """Make this process a job's sandbox: its directory only, fresh /tmp, no capabilities."""
     _new_namespaces()
     _mount(f"{SPOOL}/{name}", WORK, None, _MS_BIND, None)
     _mount("tmpfs", SPOOL, "tmpfs", _MS_NOSUID | _MS_NODEV | _MS_RDONLY, "size=4k,mode=555")
+    # Held open across the new /tmp, then bound back from the descriptor (a view under /tmp).
+    keep = [
+        (p, os.open(p, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC))
+        for p in view_under_tmp(_python_view())
+    ]
     _mount("tmpfs", "/tmp", "tmpfs", _MS_NOSUID | _MS_NODEV, "mode=1777")
+    for path, fd in keep:
+        os.makedirs(path, exist_ok=True)
+        _mount(f"/proc/self/fd/{fd}", path, None, _MS_BIND | _MS_REC, None)
+        os.close(fd)
     if os.path.isdir("/dev/shm"):
         _mount("tmpfs", "/dev/shm", "tmpfs", _MS_NOSUID | _MS_NODEV, "mode=1777")
     os.chdir(WORK)
