@@ -30,8 +30,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from archsmith.metrics import combined_metric
 from archsmith.spec import TaskSpec
+from archsmith.tools.rulebook_advice import spec_combined_metric
 from archsmith.tools.schemas import STOPPED_EARLY
 from archsmith.tools.train_model import EarlyCheck, Verdict
 
@@ -128,18 +128,13 @@ def verdict(
     t_final, v_final = (float(f) for f in final if f is not None)
     t_ub = min(1.0, t_c + max(0.0, t_final - t_b) + rule.margin)
     v_ub = min(1.0, v_c + max(0.0, v_final - v_b) + rule.margin)
-    cm_ub = combined_metric(
+    cm_ub = spec_combined_metric(
+        spec,
         t_ub,
         v_ub,
         figures.fps if figures.fps is not None else spec.fps_threshold,
         figures.train_energy_kwh_pue or 0.0,  # what training has spent so far: a lower bound
         figures.val_energy_kwh_pue or 0.0,
-        weight_accuracy=spec.weight_accuracy,
-        weight_fps=spec.weight_fps,
-        weight_energy=spec.weight_energy,
-        fps_threshold=spec.fps_threshold,
-        train_energy_threshold_kwh_pue=spec.train_energy_threshold_kwh_pue,
-        val_energy_threshold_kwh_pue=spec.val_energy_threshold_kwh_pue,
     )
     bound = {
         "train_accuracy_bound": t_ub,

@@ -15,7 +15,31 @@ from archsmith.spec import TaskSpec
 from archsmith.tools.rulebook import Rulebook, evaluate_rules, resolve_conflicts
 from archsmith.tools.schemas import EvaluationMetrics, RulebookAdviceInput, RulebookAdviceOutput
 
-__all__ = ["advise", "rulebook_advice", "rulebook_advice_tool"]
+__all__ = ["advise", "rulebook_advice", "rulebook_advice_tool", "spec_combined_metric"]
+
+
+def spec_combined_metric(
+    spec: TaskSpec,
+    train_accuracy: float,
+    val_accuracy: float,
+    fps: float,
+    train_energy_kwh_pue: float,
+    val_energy_kwh_pue: float,
+) -> float:
+    """CM (Eq. 1) with the spec's weights and thresholds: one formula for every caller."""
+    return combined_metric(
+        train_accuracy,
+        val_accuracy,
+        fps,
+        train_energy_kwh_pue,
+        val_energy_kwh_pue,
+        weight_accuracy=spec.weight_accuracy,
+        weight_fps=spec.weight_fps,
+        weight_energy=spec.weight_energy,
+        fps_threshold=spec.fps_threshold,
+        train_energy_threshold_kwh_pue=spec.train_energy_threshold_kwh_pue,
+        val_energy_threshold_kwh_pue=spec.val_energy_threshold_kwh_pue,
+    )
 
 
 def advise(
@@ -51,18 +75,13 @@ def advise(
     ]
     cm = None
     if all(w == 0.0 or all(v is not None for v in values) for w, values in needed):
-        cm = combined_metric(
+        cm = spec_combined_metric(
+            spec,
             m.train_accuracy or 0.0,
             m.val_accuracy or 0.0,
             m.fps or 0.0,
             m.train_energy_kwh_pue or 0.0,
             m.val_energy_kwh_pue or 0.0,
-            weight_accuracy=spec.weight_accuracy,
-            weight_fps=spec.weight_fps,
-            weight_energy=spec.weight_energy,
-            fps_threshold=spec.fps_threshold,
-            train_energy_threshold_kwh_pue=spec.train_energy_threshold_kwh_pue,
-            val_energy_threshold_kwh_pue=spec.val_energy_threshold_kwh_pue,
         )
     return RulebookAdviceOutput(
         instructions=resolution.kept,
