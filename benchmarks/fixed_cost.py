@@ -7,11 +7,11 @@ the training epochs (timed inside the training job) and minus the measuring work
 and ``speed`` jobs (timed inside them, after their data and program are loaded): starting
 sandboxes and Python, imports, loading data, building, exporting and checking programs, the
 host's handover. Warm sandboxes start once per run: the first warm candidate pays for that, later
-ones do not; both are printed. Epochs default to what a run picks for the dataset
-(``auto_epochs``).
+ones do not; each is printed, and the median of the later ones. Epochs default to what a run picks
+for the dataset (``auto_epochs``).
 
     .venv/bin/python benchmarks/fixed_cost.py [--dataset digits|malaria] [--data-dir ../shared/data]
-        [--epochs N] [--max-train N] [--repeats 5]
+        [--epochs N] [--max-train N] [--repeats 5] [--later 3]
 """
 
 from __future__ import annotations
@@ -78,6 +78,9 @@ def main() -> int:
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--max-train", type=int, default=None)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument(
+        "--later", type=int, default=3, help="later warm candidates measured (median printed)"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
     data_dir = args.data_dir if args.data_dir.is_dir() else None
@@ -101,16 +104,20 @@ def main() -> int:
             runs["warm, first candidate of a run"] = run_candidate(
                 warm, args.dataset, epochs, args.max_train
             )
-            # Another candidate's code (a comment apart), so its validation jobs run too.
-            later = MODEL.read_text() + "\n# the next candidate\n"
-            runs["warm, every later candidate"] = run_candidate(
-                warm, args.dataset, epochs, args.max_train, later
-            )
+            # Other candidates' code (a comment apart), so their validation jobs run too.
+            for n in range(1, args.later + 1):
+                later = MODEL.read_text() + f"\n# candidate {n + 1}\n"
+                runs[f"warm, later candidate {n}"] = run_candidate(
+                    warm, args.dataset, epochs, args.max_train, later
+                )
         fixed = {label: report(label, run) for label, run in runs.items()}
+        later_runs = [run for label, run in runs.items() if label.startswith("warm, later")]
+        after = statistics.median(fixed_s(run) for run in later_runs)
+        share = statistics.median(fixed_s(run) / run.total_s for run in later_runs)
         before = fixed["cold (a new sandbox per job)"]
-        after = fixed["warm, every later candidate"]
-        log.info("fixed cost per candidate: %.2f s cold, %.2f s warm: %.1fx less", before, after,
-                 before / after)  # fmt: skip
+        log.info("fixed cost per candidate: %.2f s cold; warm, later candidates (median of %d):"
+                 " %.2f s = %.1f %% of an iteration; %.1fx less than cold", before,
+                 len(later_runs), after, 100 * share, before / after)  # fmt: skip
         cold_start = job_start(cold_box, args.repeats)
         warm_start = job_start(warm_box, args.repeats)
         log.info("a build job of a one-layer model: cold median %.3f s, warm median %.3f s"

@@ -147,6 +147,9 @@ class StudioContext:
     epochs: int = 5
     max_train: int | None = None
     max_val: int | None = None
+    early_stop: bool = False
+    """Stop hopeless candidates after a third of their epochs (``archsmith run --early-stop``)."""
+    early_stop_margin: float = 0.02
 
 
 class StudioInput(TypedDict, total=False):

@@ -459,10 +459,15 @@ def critic(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
 def _measurement(evaluation: dict[str, Any]) -> dict[str, str]:
     """How the figures were measured when candidates run one at a time."""
     speed = "exclusive" if evaluation.get("measure") else "not measured"
+    return {"speed_and_energy": speed + paused_note(evaluation), "training_energy": "exclusive"}
+
+
+def paused_note(evaluation: dict[str, Any]) -> str:
+    """What a measurement label adds when speed was timed at the early-stopping check."""
     epoch = evaluation.get("measured_at_epoch")
     if evaluation.get("measure") and epoch is not None:
-        speed += f", on the program paused at epoch {epoch} (the final one's graph)"
-    return {"speed_and_energy": speed, "training_energy": "exclusive"}
+        return f", on the program paused at epoch {epoch} (the final one's graph)"
+    return ""
 
 
 def _stopped_early(state: AgentState, spec: TaskSpec, record: dict[str, Any]) -> dict[str, Any]:

@@ -292,7 +292,7 @@ def critic_round(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str,
             }
         )
         if entry.get("status") != "failed":
-            entry["measurement"] = _measurement(placement)
+            entry["measurement"] = _measurement(placement, found.get("evaluation") or {})
         history.append(entry)
         stop = stop or updates.get("stop_reason")
         work.update(updates)
@@ -314,11 +314,12 @@ def critic_round(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str,
     }
 
 
-def _measurement(placement: dict[str, Any]) -> dict[str, Any]:
+def _measurement(placement: dict[str, Any], evaluation: dict[str, Any]) -> dict[str, Any]:
     """How this candidate's figures were measured in a parallel round: speed and inference
     energy alone on their node (``exclusive``) unless the jobs ran outside Ray; training next to
     the round's other candidates (``shared``), so its energy includes their load."""
+    speed = placement.get("speed_protocol") or "not measured"
     return {
-        "speed_and_energy": placement.get("speed_protocol") or "not measured",
+        "speed_and_energy": speed + nodes.paused_note(evaluation),
         "training_energy": "shared",
     }

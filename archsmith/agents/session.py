@@ -12,6 +12,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
 from rich.console import Console
 
 from archsmith.agents.early_stop import EarlyStopRule
@@ -235,18 +236,23 @@ def _studio_context(options: StudioContext, thread: str | None) -> AgentContext:
     if options.data_dir:
         overrides["data_dir"] = Path(options.data_dir)
     settings = Settings(**overrides)
-    meta = RunMeta(
-        run_id=f"studio-{thread or 'local'}",
-        request="(started from LangGraph Studio)",
-        llm=options.llm or default_llm(),
-        base_url=options.base_url,
-        sandbox=settings.sandbox,
-        device=settings.resolve_device(),
-        data_dir=str(settings.data_dir) if settings.data_dir else None,
-        epochs=options.epochs,
-        max_train=options.max_train,
-        max_val=options.max_val,
-    )
+    try:
+        meta = RunMeta(
+            run_id=f"studio-{thread or 'local'}",
+            request="(started from LangGraph Studio)",
+            llm=options.llm or default_llm(),
+            base_url=options.base_url,
+            sandbox=settings.sandbox,
+            device=settings.resolve_device(),
+            data_dir=str(settings.data_dir) if settings.data_dir else None,
+            epochs=options.epochs,
+            max_train=options.max_train,
+            max_val=options.max_val,
+            early_stop=options.early_stop,
+            early_stop_margin=options.early_stop_margin,
+        )
+    except ValidationError as e:
+        raise InputError(f"LangGraph Studio's context has a bad value: {e}") from e
     log.info("LangGraph Studio run on thread %s: %s, %s sandbox", thread, meta.llm, meta.sandbox)
     return _context(meta, settings, _make_llm(meta, settings))
 

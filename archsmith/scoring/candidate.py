@@ -13,6 +13,7 @@ the candidate) or, when a partial result is worth keeping, returned under ``_can
 from __future__ import annotations
 
 import importlib.util
+import logging
 import time
 from pathlib import Path
 from types import ModuleType
@@ -27,9 +28,11 @@ from archsmith.scoring.common import (
     dummy_input,
     setup,
 )
-from archsmith.scoring.format import TRAIN_STATE_FILE, ProgramError
+from archsmith.scoring.format import TRAIN_STATE_FILE, VALIDATED_FILES, ProgramError
 
 __all__ = ["ExportError", "build", "load_candidate", "op_build", "op_train"]
+
+log = logging.getLogger(__name__)
 
 #: Images whose meaning changes when mirrored: no horizontal flip when training on them.
 _NO_HFLIP = frozenset({"digits"})
@@ -66,14 +69,19 @@ def build(candidate: str, input_shape: list[int], num_classes: int) -> nn.Module
     return model
 
 
-def export_checked(model: nn.Module, sample: torch.Tensor, work_dir: Path) -> dict[str, Any]:
+def export_checked(
+    model: nn.Module, sample: torch.Tensor, work_dir: Path, validated: Path | None = None
+) -> dict[str, Any]:
     """Export ``model`` and prove the program computes what the model computes on ``sample``.
 
     The proof runs here, beside the candidate, so it only helps an honest candidate: a model whose
     program differs (a branch torch.export baked in) hears it now, with the reason, instead of
-    being measured as something it is not.
+    being measured as something it is not. With ``validated`` (the directory holding the
+    ``VALIDATED_FILES``), the validated program is first refilled with the model's tensors
+    (``refill_program``); only when that does not fit or does not pass the proof is the model
+    exported again.
     """
-    from archsmith.scoring.program import export_program, load_program
+    from archsmith.scoring.program import export_program, refill_program
 
     started = time.perf_counter()
     model = model.to("cpu").eval()
@@ -88,13 +96,24 @@ def export_checked(model: nn.Module, sample: torch.Tensor, work_dir: Path) -> di
             " operation such as F.dropout(x, p) without training=self.training, or torch.rand):"
             " a model must compute the same thing every time to be measured"
         )
+    refill_problem = None
+    if validated is not None:
+        program_file, tensors_file = (validated / name for name in VALIDATED_FILES)
+        try:
+            info = refill_program(model, program_file, tensors_file, work_dir)
+            check = _proof(work_dir, batches, reference)
+            if check["passed"]:
+                return {**info, "check": check, "seconds": time.perf_counter() - started}
+            refill_problem = check["problem"] or f"outputs differ by {check['max_abs_diff']:.3g}"
+        except ProgramError as e:
+            refill_problem = str(e)
+        log.info("the validated program does not fit the trained model (%s): exporting it again",
+                 refill_problem)  # fmt: skip
     try:
         info = export_program(model, sample[:2], work_dir)
-        program, _ = load_program(work_dir, "cpu")
+        check = _proof(work_dir, batches, reference)
     except ProgramError as e:
         raise ExportError(str(e)) from e
-    with torch.no_grad():
-        check = compare(program, batches, reference, same_nonfinite=True)
     if not check["passed"]:
         why = check["problem"] or f"outputs differ by up to {check['max_abs_diff']:.3g}"
         raise ExportError(
@@ -102,7 +121,18 @@ def export_checked(model: nn.Module, sample: torch.Tensor, work_dir: Path) -> di
             " a branch on tensor values or on the batch size was fixed when the model was"
             " exported: compute the same thing for every input"
         )
+    if refill_problem is not None:
+        info["refill_problem"] = refill_problem
     return {**info, "check": check, "seconds": time.perf_counter() - started}
+
+
+def _proof(work_dir: Path, batches: list[torch.Tensor], reference: list[Any]) -> dict[str, Any]:
+    """The program in ``work_dir`` run on ``batches`` against the model's outputs."""
+    from archsmith.scoring.program import load_program
+
+    program, _ = load_program(work_dir, "cpu")
+    with torch.no_grad():
+        return compare(program, batches, reference, same_nonfinite=True)
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -201,5 +231,6 @@ def op_train(
         sample = dev_data.prepare(dev_data.x_train[:_CHECK_SAMPLES]).to("cpu")
     if sample.shape[0] < 2:
         sample = torch.cat([sample, sample])
-    result["export"] = export_checked(model, sample, work_dir)
+    given = all((work_dir / name).is_file() for name in VALIDATED_FILES)
+    result["export"] = export_checked(model, sample, work_dir, work_dir if given else None)
     return result

@@ -21,6 +21,7 @@ __all__ = [
     "PROGRAM_FILE",
     "TENSORS_FILE",
     "TRAIN_STATE_FILE",
+    "VALIDATED_FILES",
     "VERSION",
     "ProgramError",
     "check_program",
@@ -32,6 +33,10 @@ PROGRAM_FILE = "program.json"
 TENSORS_FILE = "program.safetensors"
 #: A paused training's state (``stop_after``), handed back by the host to the job resuming it.
 TRAIN_STATE_FILE = "train-state.pt"
+#: The candidate's validated (untrained) program, handed to its training job under these names
+#: (by the names it has on the host), so the job can fill the same graph with trained tensors
+#: instead of exporting again. Not the names a job writes its own program under.
+VALIDATED_FILES = {"validated.json": PROGRAM_FILE, "validated.safetensors": TENSORS_FILE}
 FORMAT = "archsmith-program"
 VERSION = 1
 #: A program.json larger than this is not one an honest export writes; it is refused unread.

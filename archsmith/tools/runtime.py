@@ -53,6 +53,7 @@ __all__ = [
     "ToolRuntime",
     "Validation",
     "bind_tool",
+    "remove_tree",
     "tool_error",
 ]
 
@@ -268,8 +269,7 @@ class ToolRuntime:
             if after is not None:
                 result = after(work_dir, result)
         finally:
-            # rmtree never follows a link the job planted; what it could not remove is logged.
-            shutil.rmtree(work_dir, onerror=_log_leftover)
+            remove_tree(work_dir)
         result = result.model_copy(update={"work_dir": None})
         trace = JOB_TRACE.get()
         if trace is not None:
@@ -315,7 +315,7 @@ class ToolRuntime:
         asking both for the same code runs the jobs once.
         """
         args = inp.model_dump(exclude={"code"})
-        key = hashlib.sha256(json.dumps([inp.code, args], sort_keys=True).encode()).hexdigest()
+        key = _validation_key(inp)
         with self._validated_lock:
             if key in self._validated:
                 self._validated.move_to_end(key)
@@ -331,6 +331,28 @@ class ToolRuntime:
             while len(self._validated) > 8:
                 self._validated.popitem(last=False)
         return found
+
+    def validated_program(self, inp: CandidateInput) -> ProgramFiles | None:
+        """The program this runtime's validation of ``inp`` left, if it has one; runs no job."""
+        key = _validation_key(
+            CandidateInput(**inp.model_dump(include=set(CandidateInput.model_fields)))
+        )
+        with self._validated_lock:
+            found = self._validated.get(key)
+        if found is None or found.program is None or not found.program.directory.is_dir():
+            return None
+        return found.program
+
+
+def _validation_key(inp: CandidateInput) -> str:
+    args = inp.model_dump(exclude={"code"})
+    return hashlib.sha256(json.dumps([inp.code, args], sort_keys=True).encode()).hexdigest()
+
+
+def remove_tree(path: Path) -> None:
+    """Remove a job's directory: rmtree never follows a link the job planted, and what it could
+    not remove is logged, not raised (the job's result is already the host's)."""
+    shutil.rmtree(path, onerror=_log_leftover)
 
 
 def _log_leftover(function: Any, path: str, excinfo: Any) -> None:

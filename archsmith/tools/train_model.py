@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import shutil
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -14,9 +13,9 @@ from langchain_core.tools import StructuredTool
 
 from archsmith.energy import EnergyReading
 from archsmith.sandbox.base import SandboxResult
-from archsmith.scoring.format import TRAIN_STATE_FILE
+from archsmith.scoring.format import TRAIN_STATE_FILE, VALIDATED_FILES
 from archsmith.scoring.handover import ProgramFiles, model_files
-from archsmith.tools.runtime import PreparedRef, ToolRuntime, bind_tool, tool_error
+from archsmith.tools.runtime import PreparedRef, ToolRuntime, bind_tool, remove_tree, tool_error
 from archsmith.tools.schemas import (
     MEASURE_BATCH,
     EarlyStopRecord,
@@ -125,7 +124,7 @@ def train_model(
         return _train(runtime, inp, data, args, check if pause else None, held)
     finally:
         if held is not None:
-            shutil.rmtree(held, onerror=_log_leftover)
+            remove_tree(held)
 
 
 def _train(
@@ -141,6 +140,10 @@ def _train(
     meter = make_meter(runtime.device, runtime.settings.estimate_watts(runtime.device))
     view = runtime.training_view(data)
     state = {TRAIN_STATE_FILE: held / TRAIN_STATE_FILE} if held is not None else None
+    validated = runtime.validated_program(inp)
+    given = {
+        name: validated.directory / host_name for name, host_name in VALIDATED_FILES.items()
+    } if validated is not None else {}  # fmt: skip
     meter.start()
     trained, program = runtime.run_for_program(
         "train",
@@ -148,6 +151,7 @@ def _train(
         inp.code,
         dataset=view,
         limits=runtime.limits_for("train", inp.time_budget_s),
+        input_files=given,
         take_files=state,
     )
     energy = meter.stop()
@@ -164,13 +168,13 @@ def _train(
             " size) to resume from",
         )
         if program is not None:
-            shutil.rmtree(program.directory, onerror=_log_leftover)
+            remove_tree(program.directory)
         return TrainModelOutput(ok=False, error=error, history=history)
     if check is not None and state is not None and program is not None and paused:
         try:
             record = _check(check, program, energy, inp.epochs)
         finally:
-            shutil.rmtree(program.directory, onerror=_log_leftover)
+            remove_tree(program.directory)
         program = None
         if record.stopped:
             return TrainModelOutput(
@@ -188,7 +192,7 @@ def _train(
             inp.code,
             dataset=view,
             limits=runtime.limits_for("train", None if left is None else max(1.0, left)),
-            input_files=state,
+            input_files={**given, **state},
         )
         energy = _joined(energy, meter.stop())
         extra_wall = trained.wall_time_s
@@ -282,10 +286,6 @@ def _joined(first: EnergyReading, second: EnergyReading) -> EnergyReading:
         source=second.source,
         detail=second.detail,
     )
-
-
-def _log_leftover(function: Any, path: str, excinfo: Any) -> None:
-    log.warning("could not remove %s: %s", path, excinfo[1])
 
 
 def score_test_split(

@@ -75,6 +75,16 @@ def test_studio_context_fields_and_a_given_context_are_honoured() -> None:
         studio_context({"epoch": 2}, "thread-d")
 
 
+@pytest.mark.usefixtures("no_llm_keys")
+def test_studio_can_turn_early_stopping_on() -> None:
+    assert studio_context(None, "thread-e").early_stop is None
+    built = studio_context({"early_stop": True, "early_stop_margin": 0.05}, "thread-f")
+    assert built.early_stop is not None
+    assert built.early_stop.margin == 0.05
+    with pytest.raises(InputError, match="early_stop_margin"):
+        studio_context({"early_stop": True, "early_stop_margin": 2.0}, "thread-g")
+
+
 # -- the real server ------------------------------------------------------------------------------
 
 

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
+import torch
 
 from archsmith.config import Settings
 from archsmith.data import DatasetNotFoundError
+from archsmith.memory.store import ToolCallRecord
 from archsmith.sandbox.local import LocalSandbox
 from archsmith.tools import build_tools
 from archsmith.tools.check_shapes import check_shapes
@@ -162,6 +165,55 @@ def test_training_is_reproducible_with_a_seed(runtime: ToolRuntime) -> None:
     assert b.ok
     assert a.val_accuracy == b.val_accuracy
     assert a.train_loss == b.train_loss
+
+
+RANDOM_WIDTH = """
+import torch
+import torch.nn as nn
+
+def build_model(input_shape, num_classes):
+    width = int(torch.randint(4, 64, ()))  # drawn from the seed build_model is called under
+    return nn.Sequential(
+        nn.Flatten(), nn.Linear(64, width), nn.ReLU(), nn.Linear(width, num_classes)
+    )
+"""
+
+
+def test_training_refills_the_validated_program(runtime: ToolRuntime) -> None:
+    """One export per candidate: after validation, the training job fills the validated graph
+    with its trained tensors, and its program scores exactly as a freshly exported one."""
+    records: list[ToolCallRecord] = []
+    runtime.on_call = records.append
+
+    def trained(code: str, seed: int) -> tuple[TrainModelOutput, dict[str, Any]]:
+        out = train_model(
+            runtime, TrainModelInput(code=code, dataset="digits", epochs=2, seed=seed, **DIGITS)
+        )
+        assert out.ok, out.error
+        return out, [r for r in records if r.tool == "train"][-1].result["export"]
+
+    fresh, exported = trained(CNN, 2)
+    assert "refilled" not in exported  # never validated: exported after training
+    assert check_shapes(runtime, CheckShapesInput(code=CNN, **DIGITS)).ok
+    again, refilled = trained(CNN, 2)
+    assert refilled["refilled"] is True
+    assert refilled["check"]["passed"]
+    assert again.val_accuracy == fresh.val_accuracy
+    assert again.val_loss == fresh.val_loss
+    assert again.params == fresh.params
+
+    # A model whose structure depends on the seed: the validated graph (seed 0) does not fit
+    # the trained one (seed 7), so the job exports again and says why.
+    widths = []
+    for seed in (0, 7):
+        torch.manual_seed(seed)
+        widths.append(int(torch.randint(4, 64, ())))
+    assert widths[0] != widths[1]
+    assert check_shapes(runtime, CheckShapesInput(code=RANDOM_WIDTH, **DIGITS)).ok
+    other, export = trained(RANDOM_WIDTH, 7)
+    assert "refilled" not in export
+    assert f"[{widths[1]}, 64]" in export["refill_problem"]
+    assert other.params == 64 * widths[1] + widths[1] + widths[1] * 10 + 10
 
 
 def test_diverged_training_is_reported(runtime: ToolRuntime) -> None:

@@ -12,7 +12,12 @@ import pytest
 
 from archsmith.agents.interfaces import ArchitectProposal
 from archsmith.agents.offline_architect import OfflineArchitect
-from archsmith.agents.rounds import PROPOSE_ATTEMPTS, propose_distinct, summarize_jobs
+from archsmith.agents.rounds import (
+    PROPOSE_ATTEMPTS,
+    _measurement,
+    propose_distinct,
+    summarize_jobs,
+)
 from archsmith.errors import InputError
 from archsmith.sandbox.ray_pool import check_address, node_lock
 from archsmith.spec import TaskSpec
@@ -149,3 +154,15 @@ def test_a_dead_cluster_address_is_an_input_error() -> None:
         check_address("127.0.0.1:9", timeout_s=2)
     with pytest.raises(InputError, match="cannot read the Ray address"):
         check_address("localhost:port")
+
+
+def test_a_parallel_rounds_label_keeps_where_speed_was_timed() -> None:
+    """Speed timed at the early-stopping check says so in a round's label too."""
+    placement = {"speed_protocol": "exclusive"}
+    paused = {"measure": {"fps": 1.0}, "measured_at_epoch": 2}
+    assert _measurement(placement, paused) == {
+        "speed_and_energy": "exclusive, on the program paused at epoch 2 (the final one's graph)",
+        "training_energy": "shared",
+    }
+    assert _measurement(placement, {"measure": {"fps": 1.0}})["speed_and_energy"] == "exclusive"
+    assert _measurement({}, {})["speed_and_energy"] == "not measured"
