@@ -286,8 +286,9 @@ def _functional_export(model: nn.Module, example: torch.Tensor, batch: Any) -> A
     that mutates), traced once.
 
     torch's public path traces a training graph, then ``run_decompositions({})`` overrides every
-    composite operator's kernel and traces again: 1.58 s against 0.81 s for the README's example
-    CNN in a warm sandbox's job (median of 6 forked jobs). ``_export(pre_dispatch=False)`` is
+    composite operator's kernel and traces again: 1.33 s against 0.87 s for the README's example
+    CNN (``benchmarks/export_paths.py``: 3x64x64, median of 6 forked children of a warmed
+    process, as a warm sandbox's jobs are). ``_export(pre_dispatch=False)`` is
     torch's own one-trace path to the same IR; a torch without it takes the public path.
     """
     from torch.export import export
