@@ -345,6 +345,7 @@ def evaluate_cmd(
         runtime = ToolRuntime(box, settings)
         with err.status(f"preparing {dataset} ..."):
             data = runtime.prepare(dataset, max_train=max_train)
+        runtime.expect_data(data)
         report = _evaluate(
             runtime, code, dataset, data.meta, epochs, budget, max_train, seed, show=not as_json
         )

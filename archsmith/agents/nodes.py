@@ -23,6 +23,7 @@ from archsmith.tools.check_shapes import check_shapes
 from archsmith.tools.count_params import count_params
 from archsmith.tools.measure_energy import measure_energy
 from archsmith.tools.rulebook_advice import advise
+from archsmith.tools.runtime import PreparedRef
 from archsmith.tools.schemas import (
     CandidateInput,
     CheckShapesInput,
@@ -143,9 +144,11 @@ def validate(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any
         raise RuntimeError("validate reached without a candidate")
     tools = runtime.context.tools
     base = _base_input(spec, cand["code"])
-    vocab = _vocab_size(runtime.context, spec)
-    if vocab is not None:
-        base["vocab_size"] = vocab
+    data = _prepared(runtime.context, spec)
+    tools.expect_data(data)
+    vocab = data.meta.get("vocab_size")
+    if spec.task.value == "text_classification" and vocab is not None:
+        base["vocab_size"] = int(vocab)
     shapes = check_shapes(tools, CheckShapesInput(**base))
     if not shapes.ok:
         return {"error": _err(shapes.error), "error_stage": "check_shapes"}
@@ -165,12 +168,9 @@ def validate(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any
     }
 
 
-def _vocab_size(ctx: AgentContext, spec: TaskSpec) -> int | None:
-    if spec.task.value != "text_classification":
-        return None
-    ref = ctx.tools.prepare(spec.dataset, max_train=ctx.max_train, max_val=ctx.max_val)
-    vocab = ref.meta.get("vocab_size")
-    return int(vocab) if vocab is not None else None
+def _prepared(ctx: AgentContext, spec: TaskSpec) -> PreparedRef:
+    """The data the candidate trains on (prepared once, then read from the cache)."""
+    return ctx.tools.prepare(spec.dataset, max_train=ctx.max_train, max_val=ctx.max_val)
 
 
 def _err(error: Any) -> dict[str, Any]:
@@ -255,8 +255,7 @@ def _measure_at_check(
 ) -> CheckFigures:
     """Score and time the paused program for the early-stopping check; its timing is kept in
     ``keep["measure"]`` (it is the final program's: the same graph)."""
-    data = ctx.tools.prepare(spec.dataset, max_train=ctx.max_train, max_val=ctx.max_val)
-    scored = score_program(ctx.tools, data, model_dir, ["train", "val"])
+    scored = score_program(ctx.tools, _prepared(ctx, spec), model_dir, ["train", "val"])
     if not scored.ok:
         why = scored.error.message if scored.error else "no reason given"
         return CheckFigures(problem=f"measuring the paused model failed ({why})")

@@ -131,6 +131,18 @@ class ToolRuntime:
         self._validated: OrderedDict[str, Validation] = OrderedDict()
         # Candidates of one round are validated from several threads at once.
         self._validated_lock = threading.Lock()
+        self._expected: PreparedRef | None = None
+
+    def expect_data(self, data: PreparedRef) -> None:
+        """Say which prepared dataset the next candidates train on and are scored with.
+
+        Only where jobs run changes, not what they compute: a warm sandbox is fixed at its start
+        to the data it may read, and a validation job reads none. Told this, the build job
+        starts the candidate's sandbox with the training view and the inspection starts the
+        measuring sandbox with the dataset, so the training and scoring that follow reuse them
+        instead of each starting another (about 6 s apiece here).
+        """
+        self._expected = data
 
     def prepare(
         self,
@@ -321,10 +333,14 @@ class ToolRuntime:
                 self._validated.move_to_end(key)
                 return self._validated[key]
         limits = self.limits_for("validate")
-        built, program = self.run_for_program("build", args, inp.code, limits=limits)
+        data = self._expected
+        view = self.training_view(data) if data is not None else None
+        built, program = self.run_for_program("build", args, inp.code, limits=limits, dataset=view)
         inspected = None
         if program is not None:
-            inspected = self.run("inspect", args, input_files=program.paths, limits=limits)
+            inspected = self.run(
+                "inspect", args, input_files=program.paths, limits=limits, dataset=data
+            )
         found = Validation(built, inspected, program)
         with self._validated_lock:
             self._validated[key] = found
