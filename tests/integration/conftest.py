@@ -2,6 +2,11 @@
 
 CI sets ARCHSMITH_REQUIRE_BWRAP=1 and ARCHSMITH_REQUIRE_DOCKER=1 so that a missing backend fails
 the run instead of skipping the tests that prove isolation.
+
+Which backend a test gets: ``sandbox`` (every backend in turn) where the backend is the point (an
+escape, an attack on the scoreboard); otherwise ``runtime``, the warm local sandbox that runs use
+by default, on a home shared by the module so that its warm sandboxes and prepared datasets are
+started and written once, not once per test.
 """
 
 from __future__ import annotations
@@ -11,12 +16,23 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sharedrun import FinishedRun, shared_finished_run
 
 from archsmith.config import Settings
 from archsmith.sandbox.base import Sandbox
 from archsmith.sandbox.local import LocalSandbox, bwrap_path, find_bwrap
+from archsmith.tools.runtime import ToolRuntime
 
 SANDBOX_IMAGE = os.environ.get("ARCHSMITH_SANDBOX_IMAGE", "archsmith-sandbox:ci")
+HERE = Path(__file__).resolve().parent
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Every test under tests/integration is marked ``integration``: the fast lane
+    (``-m "not integration or smoke"``) leaves them to the full suite, but for ``smoke``."""
+    for item in items:
+        if HERE in Path(str(item.path)).resolve().parents:
+            item.add_marker(pytest.mark.integration)
 
 
 def _require(var: str) -> bool:
@@ -68,3 +84,29 @@ def sandbox(request: pytest.FixtureRequest) -> Sandbox:
 def settings(tmp_path: Path) -> Settings:
     """Settings whose jobs and caches live in the test's own directory."""
     return Settings(home=tmp_path / "home", device="cpu", job_wall_time_s=300, job_memory_mb=4096)
+
+
+@pytest.fixture(scope="module")
+def module_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """Settings whose home (jobs, models, prepared data) the module's tests share.
+
+    A warm sandbox is fixed to the home's job spool and to the prepared dataset it was started
+    with, so one home per module lets every test after the first reuse the started sandboxes.
+    A test that checks what is left in the home compares with what was there before it.
+    """
+    home = tmp_path_factory.mktemp("module-home") / "home"
+    return Settings(home=home, device="cpu", job_wall_time_s=300, job_memory_mb=4096)
+
+
+@pytest.fixture
+def runtime(warm_local_sandbox: LocalSandbox, module_settings: Settings) -> ToolRuntime:
+    """A fresh runtime (its own validation cache and job trace) on the warm local sandbox and
+    the module's home: what a run uses, without paying for a sandbox start per test."""
+    return ToolRuntime(warm_local_sandbox, module_settings)
+
+
+@pytest.fixture(scope="session")
+def finished_run(tmp_path_factory: pytest.TempPathFactory) -> FinishedRun:
+    """A finished ``archsmith run``, run once per test session (once in all for pytest-xdist's
+    workers) and shared read-only: see ``sharedrun``."""
+    return shared_finished_run(tmp_path_factory)

@@ -1,4 +1,9 @@
-"""The graph end to end with a scripted architect, the real sandbox, data and checkpointer."""
+"""The graph end to end with a scripted architect, the real sandbox, data and checkpointer.
+
+The sandbox is the warm local one that runs use, on a home the module shares (``runtime``): the
+backend is not the point here (``test_sandbox_escapes`` and ``test_sealed_scoreboard`` attack
+every backend).
+"""
 
 from __future__ import annotations
 
@@ -11,8 +16,6 @@ import pytest
 from archsmith.agents.interfaces import ArchitectProposal
 from archsmith.agents.runs import drive, initial_state, open_checkpointer
 from archsmith.agents.state import AgentContext, AgentState
-from archsmith.config import Settings
-from archsmith.sandbox.local import LocalSandbox
 from archsmith.spec import TaskSpec
 from archsmith.tools.rulebook_advice import advise
 from archsmith.tools.runtime import ToolRuntime
@@ -81,10 +84,9 @@ def spec() -> TaskSpec:
 
 
 def run_graph(
-    tmp_path: Path, sandbox: LocalSandbox, arch: ScriptedArchitect, spec: TaskSpec, n: int
+    tmp_path: Path, runtime: ToolRuntime, arch: ScriptedArchitect, spec: TaskSpec, n: int
 ) -> tuple[AgentState, list[str]]:
-    settings = Settings(home=tmp_path / "home", device="cpu")
-    ctx = AgentContext(tools=ToolRuntime(sandbox, settings), architect=arch, epochs=1)
+    ctx = AgentContext(tools=runtime, architect=arch, epochs=1)
     nodes: list[str] = []
     with open_checkpointer(tmp_path / "run", None) as saver:
         state = drive(saver, "run-1", ctx, initial(spec, n), lambda node, _: nodes.append(node))
@@ -92,13 +94,13 @@ def run_graph(
 
 
 def test_loop_evaluates_fixes_and_records_failures(
-    tmp_path: Path, local_sandbox: LocalSandbox, spec: TaskSpec
+    tmp_path: Path, runtime: ToolRuntime, spec: TaskSpec
 ) -> None:
     arch = ScriptedArchitect(
         proposals=[GOOD.format(width=32), BAD_SHAPE, BAD_SHAPE],
         repairs=[GOOD.format(width=64), BAD_SHAPE, BAD_SHAPE],
     )
-    state, nodes = run_graph(tmp_path, local_sandbox, arch, spec, 3)
+    state, nodes = run_graph(tmp_path, runtime, arch, spec, 3)
     history = state["history"]
     assert [h["iteration"] for h in history] == [1, 2, 3]
     assert [h["status"] for h in history] == ["evaluated", "evaluated", "failed"]
@@ -125,10 +127,10 @@ def test_loop_evaluates_fixes_and_records_failures(
 
 
 def test_state_is_checkpointed_after_every_step(
-    tmp_path: Path, local_sandbox: LocalSandbox, spec: TaskSpec
+    tmp_path: Path, runtime: ToolRuntime, spec: TaskSpec
 ) -> None:
     arch = ScriptedArchitect(proposals=[GOOD.format(width=16)], repairs=[])
-    state, _ = run_graph(tmp_path, local_sandbox, arch, spec, 1)
+    state, _ = run_graph(tmp_path, runtime, arch, spec, 1)
     assert (tmp_path / "run" / "checkpoints.sqlite").is_file()
     from archsmith.agents.runs import pending
 
@@ -139,18 +141,16 @@ def test_state_is_checkpointed_after_every_step(
 
 
 def test_a_hard_limit_decides_the_best_and_the_test_split_is_read_once_at_the_end(
-    tmp_path: Path, local_sandbox: LocalSandbox
+    tmp_path: Path, runtime: ToolRuntime
 ) -> None:
     """Wide candidates break max_params; the narrow one that meets it becomes the best even with
     a lower CM, and only then is the test split measured: for the best and the fronts."""
     # GOOD with width w has 3*16*16*w + w + 4*w + 4 parameters: 4,000 lies between 4 and 64.
     spec = TaskSpec(dataset="synthetic", input_shape=(3, 16, 16), num_classes=4, max_params=4000)
     arch = ScriptedArchitect(proposals=[GOOD.format(width=w) for w in (64, 32, 4)], repairs=[])
-    settings = Settings(home=tmp_path / "home", device="cpu")
-    tools = ToolRuntime(local_sandbox, settings)
     jobs: list[Any] = []
-    tools.on_call = jobs.append
-    ctx = AgentContext(tools=tools, architect=arch, epochs=1)
+    runtime.on_call = jobs.append
+    ctx = AgentContext(tools=runtime, architect=arch, epochs=1)
     with open_checkpointer(tmp_path / "run", None) as saver:
         state = drive(saver, "limits", ctx, initial(spec, 3), lambda *_: None)
     history = state["history"]
@@ -197,7 +197,7 @@ def _crash_after_first_critic() -> Any:
     "backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 )
 def test_interrupted_run_resumes_without_losing_or_repeating_an_iteration(
-    tmp_path: Path, local_sandbox: LocalSandbox, spec: TaskSpec, backend: str
+    tmp_path: Path, runtime: ToolRuntime, spec: TaskSpec, backend: str
 ) -> None:
     url = None
     if backend == "postgres":
@@ -207,9 +207,8 @@ def test_interrupted_run_resumes_without_losing_or_repeating_an_iteration(
                 pytest.fail("ARCHSMITH_TEST_POSTGRES_URL is required here")
             pytest.skip("no PostgreSQL: set ARCHSMITH_TEST_POSTGRES_URL (.ci/postgres-setup.sh)")
     run_id = f"resume-{backend}-{os.getpid()}-{tmp_path.name}"
-    settings = Settings(home=tmp_path / "home", device="cpu")
     arch = ScriptedArchitect(proposals=[GOOD.format(width=w) for w in (8, 16, 24)], repairs=[])
-    ctx = AgentContext(tools=ToolRuntime(local_sandbox, settings), architect=arch, epochs=1)
+    ctx = AgentContext(tools=runtime, architect=arch, epochs=1)
     with open_checkpointer(tmp_path / "run", url) as saver, pytest.raises(Crash):
         drive(saver, run_id, ctx, initial(spec, 3), _crash_after_first_critic())
     with open_checkpointer(tmp_path / "run", url) as saver:
@@ -247,7 +246,7 @@ def fenced(code: str, prose: str = "Here is the model.") -> str:
 
 @pytest.mark.llm
 def test_graph_with_a_scripted_chat_model(
-    tmp_path: Path, local_sandbox: LocalSandbox, spec: TaskSpec
+    tmp_path: Path, runtime: ToolRuntime, spec: TaskSpec
 ) -> None:
     from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
     from langchain_core.messages import AIMessage
@@ -268,9 +267,7 @@ def test_graph_with_a_scripted_chat_model(
     ]
     llm = GenericFakeChatModel(messages=iter(AIMessage(content=r) for r in replies))
     arch = LLMArchitect(llm, model_name="scripted")
-    settings = Settings(home=tmp_path / "home", device="cpu")
-    ctx = AgentContext(tools=ToolRuntime(local_sandbox, settings), architect=arch, llm=None,
-                       epochs=1)  # fmt: skip
+    ctx = AgentContext(tools=runtime, architect=arch, llm=None, epochs=1)
     with open_checkpointer(tmp_path / "run", None) as saver:
         state = drive(saver, "llm-run", ctx, initial(spec, 5), lambda *_: None)
     history = state["history"]

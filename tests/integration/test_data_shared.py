@@ -101,6 +101,8 @@ def test_real_salvaged_cifar10_tests_on_its_test_rows(cache: Path) -> None:
 
 @pytest.mark.slow
 def test_real_imdb_tests_on_the_test_half(cache: Path) -> None:
+    """All 50,000 real IMDB reviews tokenised into the prepared format (about 15 s): the only
+    test of the text loader at the size users give it."""
     source = needs("imdb_aclImdb_50k.jsonl.gz")
     data = load_prepared(prepare_dataset("imdb", SHARED, cache, seed=0))
     assert data.meta["source_layout"] == "imdb-jsonl"

@@ -370,7 +370,10 @@ def test_container_is_removed_when_the_host_is_interrupted(
     def interrupt_once_running() -> None:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            running = watcher_client.containers.list(filters={"label": LABEL, "status": "running"})
+            # This process's containers only: tests in other workers start their own.
+            running = watcher_client.containers.list(
+                filters={"label": [LABEL, f"{OWNER_LABEL}={owner_id()}"], "status": "running"}
+            )
             if running:
                 seen.extend(c.name for c in running)
                 time.sleep(0.5)

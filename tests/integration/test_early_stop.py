@@ -2,6 +2,9 @@
 
 The paused training's state leaves the candidate's work directory only as a checked regular file
 (a link or an oversized file is refused), and a resumed training is the uninterrupted one.
+
+The attack on the host's handover of the state runs on every backend (``sandbox``); the rest run
+in the warm local sandbox that runs use (``runtime``, on the module's shared home).
 """
 
 from __future__ import annotations
@@ -17,7 +20,6 @@ from archsmith.agents.runs import drive, initial_state, open_checkpointer
 from archsmith.agents.state import AgentContext
 from archsmith.config import Settings
 from archsmith.sandbox.base import Sandbox
-from archsmith.sandbox.local import LocalSandbox
 from archsmith.spec import TaskSpec
 from archsmith.tools.runtime import ToolRuntime
 from archsmith.tools.schemas import STOPPED_EARLY, TrainModelInput
@@ -90,19 +92,20 @@ def _decide(stop: bool, runtime: ToolRuntime, seen: list[dict[str, Any]]) -> Any
     return decide
 
 
-@pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return Settings(home=tmp_path / "home", device="cpu", job_wall_time_s=300)
-
-
 def _leftovers(settings: Settings) -> list[str]:
     return sorted(p.name for p in settings.jobs_dir.iterdir()) if settings.jobs_dir.is_dir() else []
 
 
+def _models(settings: Settings) -> set[Path]:
+    """The trained programs kept in the home (the module's tests share it: compare with before)."""
+    return set(settings.models_dir.iterdir()) if settings.models_dir.is_dir() else set()
+
+
 def test_a_candidate_that_goes_on_is_trained_exactly_as_without_the_check(
-    sandbox: Sandbox, settings: Settings
+    runtime: ToolRuntime,
 ) -> None:
-    runtime = ToolRuntime(sandbox, settings)
+    settings = runtime.settings
+    models_before = _models(settings)
     inp = TrainModelInput(code=CNN, dataset="digits", epochs=3, seed=5, **DIGITS)
     plain = train_model(runtime, inp)
     seen: list[dict[str, Any]] = []
@@ -133,14 +136,14 @@ def test_a_candidate_that_goes_on_is_trained_exactly_as_without_the_check(
     assert 0.0 < record.val_accuracy <= 1.0
     # Nothing of the pause is left: no held state, no program of the paused model.
     assert _leftovers(settings) == []
-    kept = sorted(p for p in settings.models_dir.iterdir())
-    assert kept == sorted([plain.model_dir, checked.model_dir])
+    assert _models(settings) - models_before == {plain.model_dir, checked.model_dir}
 
 
 def test_a_stopped_candidate_has_its_figures_at_the_check_and_no_model(
-    sandbox: Sandbox, settings: Settings
+    runtime: ToolRuntime,
 ) -> None:
-    runtime = ToolRuntime(sandbox, settings)
+    settings = runtime.settings
+    models_before = _models(settings)
     jobs: list[Any] = []
     runtime.on_call = jobs.append
     out = train_model(
@@ -159,7 +162,7 @@ def test_a_stopped_candidate_has_its_figures_at_the_check_and_no_model(
     assert [j.tool for j in jobs] == ["train", "score"]
     assert jobs[0].args["stop_after"] == 1
     assert _leftovers(settings) == []
-    assert not settings.models_dir.exists() or not any(settings.models_dir.iterdir())
+    assert _models(settings) == models_before
 
 
 @pytest.mark.parametrize(
@@ -198,7 +201,7 @@ def test_a_state_file_the_host_cannot_take_fails_the_candidate(
 
 
 def test_a_run_records_a_stopped_candidate_and_never_makes_it_the_best(
-    tmp_path: Path, local_sandbox: LocalSandbox
+    tmp_path: Path, runtime: ToolRuntime
 ) -> None:
     # An FPS target no model meets here, so the run does not end at its first candidate.
     spec = TaskSpec(
@@ -210,7 +213,7 @@ def test_a_run_records_a_stopped_candidate_and_never_makes_it_the_best(
     )
     arch = ScriptedArchitect(proposals=[GOOD.format(width=32), BLIND, GOOD.format(width=48)],
                              repairs=[])  # fmt: skip
-    tools = ToolRuntime(local_sandbox, Settings(home=tmp_path / "home", device="cpu"))
+    tools = runtime
     jobs: list[Any] = []
     tools.on_call = jobs.append
     # A wide margin: the third candidate (another seed) goes on even if it starts slower.

@@ -145,13 +145,14 @@ def _settings(home: Path) -> Settings:
 
 
 @pytest.fixture(scope="module")
-def trained(local_sandbox: LocalSandbox, tmp_path_factory: pytest.TempPathFactory) -> Trained:
+def trained(warm_local_sandbox: LocalSandbox, tmp_path_factory: pytest.TempPathFactory) -> Trained:
     """A candidate really trained for one epoch, and the history entry the critic would make.
 
     Only ``train_model`` runs (count_params and measure_energy would add 15 s): what it did not
-    measure (FPS, latency, parameters) must show as not measured on the card.
+    measure (FPS, latency, parameters) must show as not measured on the card. The export jobs
+    run in the warm sandbox that runs use; the backend is not the point here.
     """
-    runtime = ToolRuntime(local_sandbox, _settings(tmp_path_factory.mktemp("export") / "home"))
+    runtime = ToolRuntime(warm_local_sandbox, _settings(tmp_path_factory.mktemp("export") / "home"))
     train = train_model(
         runtime, TrainModelInput(code=CNN, dataset="digits", epochs=1, seed=0, **DIGITS)
     )

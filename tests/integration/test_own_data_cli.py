@@ -56,9 +56,11 @@ def test_plan_states_what_it_read_from_the_data(data: Path, tmp_path: Path) -> N
     assert "red/broken.png" in result.stderr  # the warning, logged while preparing
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("kind", list(KINDS))
+@pytest.mark.parametrize("kind", ["folder", "jsonl"])
 def test_evaluate(data: Path, tmp_path: Path, kind: str) -> None:
+    """``evaluate`` on one image kind and one text kind: each loader is proven end to end by a
+    whole run on it (``test_own_data_run``); what this adds is the evaluate command's own
+    pipeline, which differs between images and texts, not between files of one task."""
     name = KINDS[kind][0]
     result = archsmith(
         data, tmp_path, "evaluate", "model.py", "--dataset", name, "--epochs", "1", "--json"

@@ -21,6 +21,8 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", list(KINDS))
 def test_a_short_run(data: Path, tmp_path: Path, kind: str) -> None:
+    """A whole run per kind of data (a real CLI process, its warm sandboxes, one candidate, the
+    test split at the end): the only end-to-end proof that each loader feeds the whole loop."""
     name, request, task, shape, classes = KINDS[kind]
     args = ("run", request, "--llm", "offline", "--iterations", "1", "--epochs", "1")
     result = archsmith(data, tmp_path, *args)

@@ -52,6 +52,9 @@ def test_a_bad_cluster_address_is_exit_2_before_any_run(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_kill_9_in_the_middle_of_a_round_loses_and_repeats_no_candidate(tmp_path: Path) -> None:
+    """A real local Ray cluster, a round of two candidates, kill -9 between their results, then
+    ``resume``: two clusters started and stopped, two CLI processes; the only test of a
+    parallel round's crash safety."""
     home = tmp_path / "home"
     proc = subprocess.Popen(
         [str(SCRIPT), "run", REQUEST, "--iterations", "2", "--epochs", "1", "--workers", "2"],

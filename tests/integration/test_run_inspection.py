@@ -1,8 +1,9 @@
-"""After the README's offline digits run: runs, show, diff, report, export, stop, as users run them.
+"""After an offline digits run: runs, show, diff, report, export, stop, as users run them.
 
-One real run (the README's first command, word for word) is shared by the module; every command
-runs as the installed ``archsmith`` script in a subprocess. The report is opened in Debian's
-chromium; the exported ONNX file is run with onnxruntime and compared with PyTorch.
+One real run (the README's request, two rounds: the session's ``finished_run``) is shared by the
+module; every command runs as the installed ``archsmith`` script in a subprocess. The report is
+opened in Debian's chromium; the exported ONNX file is run with onnxruntime and compared with
+PyTorch.
 """
 
 from __future__ import annotations
@@ -24,11 +25,12 @@ import pytest
 from browser import console_errors, external_resources, open_page
 from clitools import SCRIPT, env_for
 from selenium.webdriver.common.by import By
+from sharedrun import SHARED_RUN_REQUEST, FinishedRun
 
 from archsmith.memory.store import SCHEMA_VERSION, RunStore
 from archsmith.sandbox.local import bwrap_path
 
-REQUEST = "build a 1000-FPS digits classifier"
+REQUEST = SHARED_RUN_REQUEST
 
 
 def _cli(
@@ -40,15 +42,10 @@ def _cli(
     )  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def readme_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
-    """The README's first command, run once; returns (tmp dir whose home holds it, run id)."""
-    base = tmp_path_factory.mktemp("readme")
-    result = _cli(base, "run", REQUEST, timeout=900)
-    assert result.returncode == 0, result.stdout + result.stderr
-    run_id = re.search(r"run (\S+): ", result.stdout)
-    assert run_id, result.stdout
-    return base, run_id.group(1)
+@pytest.fixture
+def readme_run(finished_run: FinishedRun) -> tuple[Path, str]:
+    """(tmp dir whose home holds the shared finished run, its run id); read-only."""
+    return finished_run.base, finished_run.run_id
 
 
 def test_runs_lists_the_run_with_its_best(readme_run: tuple[Path, str]) -> None:
@@ -286,8 +283,10 @@ def _wait_for(predicate: Any, timeout: float, what: str) -> None:
 
 @pytest.mark.slow
 def test_stop_from_another_terminal_then_resume(tmp_path: Path) -> None:
+    """``stop`` from a second process while a real run goes, then ``resume`` to the end: a run
+    of its own (the shared one is finished), cut after its first step and finished later."""
     proc = subprocess.Popen(
-        [str(SCRIPT), "run", REQUEST, "--iterations", "4", "--epochs", "1"],
+        [str(SCRIPT), "run", REQUEST, "--iterations", "3", "--epochs", "1"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env_for(tmp_path),
         start_new_session=True,
     )  # fmt: skip
@@ -317,7 +316,7 @@ def test_stop_from_another_terminal_then_resume(tmp_path: Path) -> None:
     assert run is not None
     assert run["status"] == "stopped"
     done = len(store.iterations(run_id))
-    assert 1 <= done < 4
+    assert 1 <= done < 3
     resumed = _cli(tmp_path, "resume", run_id, timeout=600)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     final = store.get_run(run_id)
@@ -325,4 +324,4 @@ def test_stop_from_another_terminal_then_resume(tmp_path: Path) -> None:
     assert final["status"] == "finished"
     numbers = [e["iteration"] for e in store.iterations(run_id)]
     assert numbers == list(range(1, len(numbers) + 1))
-    assert len(numbers) == 4 or final["stop_reason"] == "every prioritised target is met"
+    assert len(numbers) == 3 or final["stop_reason"] == "every prioritised target is met"

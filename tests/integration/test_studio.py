@@ -157,6 +157,8 @@ def dev_server(tmp_path: Path) -> Iterator[str]:
 
 @pytest.mark.slow
 def test_langgraph_dev_runs_a_digits_search_from_the_input_form(dev_server: str) -> None:
+    """The real ``langgraph dev`` server (its own process, its own imports) runs one offline
+    round of the graph from Studio's input form: the only test of the graph under Studio."""
     (assistant,) = _request(f"{dev_server}/assistants/search", {"graph_id": "archsmith"})
     schemas = _request(f"{dev_server}/assistants/{assistant['assistant_id']}/schemas")
     assert "request" in schemas["input_schema"]["properties"]  # the form Studio draws
