@@ -6,13 +6,19 @@
 # is Dockerfile.sandbox built on that base with nothing installed: the tests mount the host's Python
 # and virtual environment read-only instead (DockerSandbox(mount_host_python=True)).
 #
-# Idempotent: a running engine and the base image are reused; the sandbox image is rebuilt from the
-# layer cache (a second or two when nothing changed). Exits non-zero with a message when it cannot
-# provide the engine and the image. Needs root (apt-get, dockerd, debootstrap) unless all exist.
+# Idempotent: a running engine and the base image are reused, and the sandbox image is rebuilt
+# only when its inputs changed (a hash of Dockerfile.sandbox, the build arguments and the build
+# context, kept as a label). Nothing is rebuilt from scratch when its inputs have not changed: the
+# debootstrap'd root file system is kept as a tarball in the cache directory, keyed by a hash of
+# what made it (suite, mirror, variant, debootstrap's version, this script's recipe), so a fresh
+# engine on the same machine imports it (seconds) instead of running debootstrap (about a minute).
+# Exits non-zero with a message when it cannot provide the engine and the image. Needs root
+# (apt-get, dockerd, debootstrap) unless all exist.
 #
 # Environment (all optional):
 #   ARCHSMITH_SANDBOX_IMAGE   image to build (default archsmith-sandbox:ci)
 #   ARCHSMITH_BASE_IMAGE      debootstrap base image (default archsmith-base:bookworm)
+#   ARCHSMITH_CI_CACHE        where the base tarball is kept (default ~/.cache/archsmith-ci)
 #   ARCHSMITH_DOCKER_STORAGE  dockerd's storage driver (default: overlay2 where the kernel mounts
 #                             overlayfs here, else vfs)
 #   DOCKERD_LOG               dockerd's log file (default /tmp/archsmith-dockerd.log)
@@ -24,6 +30,7 @@ BASE_IMAGE="${ARCHSMITH_BASE_IMAGE:-archsmith-base:bookworm}"
 SUITE="bookworm"
 DOCKERD_LOG="${DOCKERD_LOG:-/tmp/archsmith-dockerd.log}"
 SOCKET="/var/run/docker.sock"
+CACHE_DIR="${ARCHSMITH_CI_CACHE:-${XDG_CACHE_HOME:-${HOME}/.cache}/archsmith-ci}"
 
 die() {
     echo "docker-setup: ERROR: $*" >&2
@@ -144,14 +151,45 @@ cleanup_rootfs() {
 }
 trap cleanup_rootfs EXIT
 
+# The root file system's recipe: what build_base runs after debootstrap. Part of the cache key, so
+# a change here makes a new tarball.
+trim_rootfs() {
+    # mktemp made the directory 0700 and tar records it as the image's "/": a non-root user could
+    # then reach nothing.
+    chmod 0755 "$1"
+    # Package caches, lists and docs are dead weight in the image.
+    rm -rf "$1"/var/cache/apt/archives/*.deb "$1"/var/lib/apt/lists/* \
+        "$1"/usr/share/doc/* "$1"/usr/share/man/* "$1"/usr/share/locale/*
+}
+
+base_key() {
+    {
+        echo "${SUITE} minbase $1"
+        dpkg-query -W -f='${Version}' debootstrap 2>/dev/null || echo "debootstrap ?"
+        declare -f trim_rootfs
+    } | sha256sum | cut -c1-16
+}
+
 build_base() {
     if docker image inspect "${BASE_IMAGE}" >/dev/null 2>&1; then
         echo "base image ${BASE_IMAGE} exists"
         return
     fi
     [ "$(id -u)" -eq 0 ] || die "debootstrap needs root"
-    local mirror log t0 t1 t2
+    local mirror log t0 t1 t2 tarball
     mirror=$(debian_mirror)
+    tarball="${CACHE_DIR}/base-${SUITE}-$(base_key "${mirror}").tar"
+    if [ -f "${tarball}" ]; then
+        t0=$(date +%s%3N)
+        if docker import - "${BASE_IMAGE}" <"${tarball}" >/dev/null; then
+            t1=$(date +%s%3N)
+            printf 'imported %s from the cached %s in %d.%03d s\n' "${BASE_IMAGE}" "${tarball}" \
+                $(((t1 - t0) / 1000)) $(((t1 - t0) % 1000))
+            return
+        fi
+        echo "docker-setup: warning: the cached ${tarball} did not import; building it again" >&2
+        rm -f "${tarball}"
+    fi
     log=/tmp/archsmith-debootstrap.log
     ROOTFS=$(mktemp -d /tmp/archsmith-rootfs.XXXXXX)
     echo "debootstrap --variant=minbase ${SUITE} from ${mirror} (log: ${log})"
@@ -159,33 +197,51 @@ build_base() {
     debootstrap --variant=minbase "${SUITE}" "${ROOTFS}" "${mirror}" >"${log}" 2>&1 \
         || { tail -n 30 "${log}" >&2; die "debootstrap failed (log: ${log})"; }
     t1=$(date +%s%3N)
-    # mktemp made the directory 0700 and tar records it as the image's "/": a non-root user could
-    # then reach nothing.
-    chmod 0755 "${ROOTFS}"
-    # Package caches, lists and docs are dead weight in the image.
-    rm -rf "${ROOTFS}"/var/cache/apt/archives/*.deb "${ROOTFS}"/var/lib/apt/lists/* \
-        "${ROOTFS}"/usr/share/doc/* "${ROOTFS}"/usr/share/man/* "${ROOTFS}"/usr/share/locale/*
-    tar -C "${ROOTFS}" -c . | docker import - "${BASE_IMAGE}" >/dev/null \
+    trim_rootfs "${ROOTFS}"
+    mkdir -p "${CACHE_DIR}"
+    # Written under a temporary name and renamed: a run killed midway leaves no half tarball.
+    tar -C "${ROOTFS}" -cf "${tarball}.tmp.$$" . || die "cannot write ${tarball}"
+    mv -f "${tarball}.tmp.$$" "${tarball}"
+    docker import - "${BASE_IMAGE}" <"${tarball}" >/dev/null \
         || die "docker import of the debootstrap rootfs failed"
     t2=$(date +%s%3N)
-    printf 'debootstrap %d.%03d s, import %d.%03d s\n' $(((t1 - t0) / 1000)) $(((t1 - t0) % 1000)) \
-        $(((t2 - t1) / 1000)) $(((t2 - t1) % 1000))
+    printf 'debootstrap %d.%03d s, import %d.%03d s; kept as %s\n' $(((t1 - t0) / 1000)) \
+        $(((t1 - t0) % 1000)) $(((t2 - t1) / 1000)) $(((t2 - t1) % 1000)) "${tarball}"
     cleanup_rootfs
     ROOTFS=""
     echo "imported ${BASE_IMAGE}"
 }
 
+# A hash of everything the sandbox image is built from: the Dockerfile, the build arguments, the
+# base image's id and the files .dockerignore lets into the context.
+sandbox_inputs() {
+    {
+        sha256sum Dockerfile.sandbox .dockerignore
+        echo "BASE_IMAGE=${BASE_IMAGE} INSTALL_ARCHSMITH=0"
+        docker image inspect --format '{{.Id}}' "${BASE_IMAGE}"
+        find pyproject.toml README.md archsmith -type f ! -name '*.pyc' \
+            ! -path '*/__pycache__/*' -print0 | LC_ALL=C sort -z | xargs -0 sha256sum
+    } | sha256sum | cut -c1-16
+}
+
 build_sandbox() {
-    # Always built: the layer cache makes an unchanged image a no-op, and a changed
-    # Dockerfile.sandbox is never silently ignored.
+    local inputs built
+    inputs=$(sandbox_inputs)
+    built=$(docker image inspect --format '{{index .Config.Labels "archsmith.inputs"}}' \
+        "${SANDBOX_IMAGE}" 2>/dev/null || true)
+    if [ "${built}" = "${inputs}" ]; then
+        echo "${SANDBOX_IMAGE} is up to date (inputs ${inputs})"
+        return
+    fi
     # The legacy builder needs no BuildKit daemon or buildx plugin, neither of which CI has.
     DOCKER_BUILDKIT=0 docker build --quiet -f Dockerfile.sandbox \
         --build-arg "BASE_IMAGE=${BASE_IMAGE}" --build-arg INSTALL_ARCHSMITH=0 \
+        --label "archsmith.inputs=${inputs}" \
         -t "${SANDBOX_IMAGE}" . || die "docker build of ${SANDBOX_IMAGE} failed"
     # Earlier builds of the tag, now untagged (Dockerfile.sandbox labels them).
     docker image prune -f --filter label=archsmith.image=sandbox >/dev/null \
         || echo "docker-setup: warning: could not prune old sandbox images" >&2
-    echo "built ${SANDBOX_IMAGE}"
+    echo "built ${SANDBOX_IMAGE} (inputs ${inputs})"
 }
 
 step "install docker.io and debootstrap" install_packages
