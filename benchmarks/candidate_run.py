@@ -54,6 +54,7 @@ def run_candidate(
     runtime.on_call = jobs.append
     data = runtime.prepare(dataset, max_train=max_train)
     runtime.training_view(data)  # prepared once per run, like the dataset itself
+    runtime.expect_data(data)  # as the run's validate node does: its sandboxes start with the data
     base = {
         "code": code or MODEL.read_text(),
         "input_shape": data.input_shape,

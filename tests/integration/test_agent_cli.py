@@ -69,24 +69,37 @@ def _entries(tmp_path: Path, run_id: str) -> list[dict[str, Any]]:
 
 
 @pytest.mark.slow
-def test_run_killed_with_sigkill_resumes_without_loss_or_repeat(tmp_path: Path) -> None:
-    """A real run killed with SIGKILL once its first iteration is on disk, then ``resume`` to
-    the end: two CLI processes, their warm sandboxes and two candidates; the only kill -9 test
-    of a one-at-a-time run."""
-    proc = _start(tmp_path, "--iterations", "2", "--epochs", "1")
-    lines = _read_until(proc, r"^\s+1[ *]", timeout=300)
-    run_id = re.search(r"run (\S+):", lines[0])
-    assert run_id, lines[0]
+@pytest.mark.parametrize("how", ["kill -9", "ctrl-c"])
+def test_a_run_cut_short_resumes_without_loss_or_repeat(tmp_path: Path, how: str) -> None:
+    """A real run killed with SIGKILL, or interrupted with Ctrl-C, once its first iteration is
+    on disk, then ``resume`` to the end: two CLI processes, their warm sandboxes and three
+    candidates each; the only end-to-end tests of both on a one-at-a-time run.
+
+    Three iterations, so that the cut lands while there is work left: a later candidate of one
+    epoch on digits takes about 2.5 s here."""
+    proc = _start(tmp_path, "--iterations", "3", "--epochs", "1")
+    lines = _read_until(proc, r"^run \S+:", timeout=300)
+    run_id = re.search(r"run (\S+):", lines[-1])
+    assert run_id, lines
     rid = run_id.group(1)
-    # Kill as soon as iteration 1 is on disk (the live view can print it a moment earlier).
-    deadline = time.monotonic() + 60
+    # Cut as soon as iteration 1 is on disk: watch the checkpoint, not the live view (a pipe
+    # may hold the view's lines back until a later flush).
+    deadline = time.monotonic() + 300
     while not _entries(tmp_path, rid) and time.monotonic() < deadline:
         time.sleep(0.2)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=30)
+    if how == "kill -9":
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    else:
+        os.kill(proc.pid, signal.SIGINT)
+        out, _ = proc.communicate(timeout=120)
+        assert proc.returncode == 130, out
+        assert f"archsmith resume {rid}" in out
     before = _entries(tmp_path, rid)
     assert before, "iteration 1 never reached the checkpoint"
-    assert load_meta(tmp_path / "home", rid).status == "running"  # killed: no chance to update
+    # Killed, it had no chance to say so; interrupted, it recorded where it stopped.
+    status = load_meta(tmp_path / "home", rid).status
+    assert status == ("running" if how == "kill -9" else "interrupted")
 
     resumed = subprocess.run(
         [str(SCRIPT), "resume", rid], capture_output=True, text=True, env=env_for(tmp_path),
@@ -95,23 +108,23 @@ def test_run_killed_with_sigkill_resumes_without_loss_or_repeat(tmp_path: Path) 
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert "resuming run" in resumed.stdout
     after = _entries(tmp_path, rid)
-    assert [h["iteration"] for h in after] == [1, 2]
-    # The iterations finished before the kill were kept as they were, not run again.
+    assert [h["iteration"] for h in after] == [1, 2, 3]
+    # The iterations finished before the cut were kept as they were, not run again.
     for old in before:
         assert after[old["iteration"] - 1]["finished_at"] == old["finished_at"]
     meta = load_meta(tmp_path / "home", rid)
     assert meta.status == "finished"
     assert (run_dir(tmp_path / "home", rid) / "best_model.py").is_file()
-    # The run store holds every iteration once, including any the kill kept from it.
+    # The run store holds every iteration once, including any the cut kept from it.
     with RunStore(tmp_path / "home" / "archsmith.db") as store:
-        assert [e["iteration"] for e in store.iterations(rid)] == [1, 2]
+        assert [e["iteration"] for e in store.iterations(rid)] == [1, 2, 3]
         assert [e["finished_at"] for e in store.iterations(rid)] == [
             h["finished_at"] for h in after
         ]
         run = store.get_run(rid)
         assert run is not None
         assert run["status"] == "finished"
-        assert {c["tool"] for c in store.tool_calls(rid, iteration=2)} >= {"train", "score"}
+        assert {c["tool"] for c in store.tool_calls(rid, iteration=3)} >= {"train", "score"}
     again = subprocess.run(
         [str(SCRIPT), "resume", rid], capture_output=True, text=True, env=env_for(tmp_path),
         timeout=120,

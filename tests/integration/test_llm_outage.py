@@ -225,7 +225,10 @@ def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
 def test_an_outage_stops_the_run_resumably_and_resume_finishes_it(
     tmp_path: Path, stub: StubLLMServer
 ) -> None:
-    """500 on every try through the real langchain-openai client, then the provider recovers."""
+    """500 on every try through the real langchain-openai client, then the provider recovers.
+
+    Slow: two real CLI runs (the one the outage stops and the resume that finishes it), each
+    with its warm sandboxes; the only end-to-end test of an outage."""
     env = {**os.environ, "ARCHSMITH_HOME": str(tmp_path / "home"), "COLUMNS": "250"}
     stub.script(Reply(text="ok"), Reply(text=json.dumps(INTENT)))  # preflight, planner
     stub.always(Reply.error(500, "the provider is down"))

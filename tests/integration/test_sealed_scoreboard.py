@@ -81,7 +81,11 @@ def _train(runtime: ToolRuntime, code: str) -> object:
     )
 
 
+@pytest.mark.slow
 def test_a_cheating_candidate_gets_the_figures_of_its_honest_copy(runtime: ToolRuntime) -> None:
+    """Slow: two trainings and two measurements on each backend (about 25 s alone on the cold
+    and Docker ones, which start a process or a container per job; 40 s beside another worker),
+    because only an honest copy trained the same way says what the cheat should have got."""
     honest = _train(runtime, HONEST)
     cheat = _train(runtime, CHEAT + HONEST)
     for out in (honest, cheat):

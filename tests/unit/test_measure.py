@@ -70,12 +70,17 @@ def test_inspect_reports_a_wrong_head_as_the_candidates_error(tmp_path: Path) ->
     assert "[2, 3]" in found["_candidate_error"]["message"]
 
 
-def test_score_of_a_one_class_model_is_that_classs_share_of_each_split(
-    tmp_path: Path, digits: Path
-) -> None:
-    data = load_prepared(digits)
-    work = _exported(_constant(), tmp_path)
+@pytest.fixture
+def constant_job(tmp_path: Path, digits: Path) -> tuple[Any, Path, dict[str, Any]]:
+    """(the prepared data, the constant model's program, a measuring job on the data)."""
     job = {"device": "cpu", "dataset_path": str(digits)}
+    return load_prepared(digits), _exported(_constant(), tmp_path), job
+
+
+def test_score_of_a_one_class_model_is_that_classs_share_of_each_split(
+    constant_job: tuple[Any, Path, dict[str, Any]],
+) -> None:
+    data, work, job = constant_job
     found = op_score({"splits": ["train", "val", "test"], "batch_size": 32}, job, work)
     for split, y in (("train", data.y_train), ("val", data.y_val), ("test", data.y_test)):
         assert found[f"{split}_samples"] == len(y)
@@ -93,11 +98,9 @@ def test_score_refuses_a_program_that_takes_other_inputs(tmp_path: Path, digits:
 
 
 def test_speed_times_the_scored_program_and_checks_it_batch_by_batch(
-    tmp_path: Path, digits: Path
+    constant_job: tuple[Any, Path, dict[str, Any]],
 ) -> None:
-    data = load_prepared(digits)
-    work = _exported(_constant(), tmp_path)
-    job = {"device": "cpu", "dataset_path": str(digits)}
+    data, work, job = constant_job
     args = {"batch_size": 32, "min_seconds": 0.05, "latency_seconds": 0.02, "warmup": 1}
     found = op_speed(args, job, work)
     assert found["fps"] > 0

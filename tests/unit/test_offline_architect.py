@@ -421,7 +421,10 @@ def test_stage_model_validates() -> None:
 
 @pytest.mark.slow
 def test_search_on_digits_beats_its_first_model(tmp_path: Path) -> None:
-    """Train, advise, feed the instructions back: the best beats the first model."""
+    """Train, advise, feed the instructions back: the best beats the first model.
+
+    Slow: six real trainings of four epochs on digits in this process (about 25 s alone): the
+    only test that the offline architect's edits, driven by the critic, improve a real model."""
     from archsmith.data import load_dataset
     from archsmith.tools.rulebook_advice import advise
     from archsmith.tools.schemas import EvaluationMetrics
