@@ -2,16 +2,21 @@
 
 The budget: a test whose setup and call take more than ``SLOW_LIMIT_S`` fails unless it is marked
 ``slow``, and a test marked ``slow`` must say in its docstring why it needs the time. So the suite
-cannot grow slower without somebody deciding it should. ``ARCHSMITH_TEST_SLOW_LIMIT_S`` changes
-the limit (a slower machine, a profiler); 0 turns the check off.
+cannot grow slower without somebody deciding it should. A shared fixture (module or session
+scope, such as the finished run several test modules read) is set up once for many tests, so its
+time is not charged to the test that happens to come first: it has its own budget,
+``SHARED_LIMIT_FACTOR`` times the limit, and one past that fails the test that set it up.
+``ARCHSMITH_TEST_SLOW_LIMIT_S`` changes the limit (a slower machine, a profiler); 0 turns the
+check off.
 """
 
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Generator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -28,6 +33,9 @@ if "PYTEST_XDIST_WORKER" in os.environ:
 
 #: Seconds of setup plus call that a test not marked ``slow`` may take.
 SLOW_LIMIT_S = 60.0
+
+#: A shared fixture may take this many times the limit to set up: it serves several tests.
+SHARED_LIMIT_FACTOR = 2.0
 
 
 def slow_limit_s() -> float:
@@ -47,10 +55,38 @@ def slow_limit_s() -> float:
     return value
 
 
+class _SharedSetup:
+    """Seconds spent this test's setup on outermost shared (non-function) fixtures, by name."""
+
+    depth = 0
+    seconds: ClassVar[dict[str, float]] = {}
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_fixture_setup(fixturedef: pytest.FixtureDef[Any]) -> Generator[None]:
+    """Time the shared fixtures a test's setup builds (the outermost: nested ones are in it)."""
+    if fixturedef.scope == "function":
+        yield
+        return
+    _SharedSetup.depth += 1
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        _SharedSetup.depth -= 1
+        if _SharedSetup.depth == 0:
+            name = fixturedef.argname
+            _SharedSetup.seconds[name] = (
+                _SharedSetup.seconds.get(name, 0.0) + time.perf_counter() - start
+            )
+
+
 def pytest_runtest_setup(item: pytest.Item) -> None:
     """A test marked slow must say why: in its docstring, or in the docstring of the class or
     module whose ``pytestmark`` marks it. It fails otherwise (a per-test failure, so that the
     message shows under pytest-xdist too)."""
+    _SharedSetup.depth = 0
+    _SharedSetup.seconds = {}
     for node, _ in item.iter_markers_with_node("slow"):
         owner = getattr(node, "function", None) or getattr(node, "obj", None)
         if not (getattr(owner, "__doc__", None) or "").strip():
@@ -69,23 +105,43 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> 
     outcome = yield
     report: pytest.TestReport = outcome.get_result()
     if report.when == "setup":
-        item.stash[_SETUP_S] = report.duration
+        shared = dict(_SharedSetup.seconds)
+        item.stash[_SETUP_S] = max(0.0, report.duration - sum(shared.values()))
+        item.stash[_SHARED_S] = shared
         return
-    if report.when != "call" or not report.passed or item.get_closest_marker("slow"):
+    if report.when != "call" or not report.passed:
         return
     limit = slow_limit_s()
-    took = item.stash.get(_SETUP_S, 0.0) + report.duration
-    if limit and took > limit:
+    if not limit:
+        return
+    over_shared = {
+        name: s for name, s in item.stash.get(_SHARED_S, {}).items()
+        if s > limit * SHARED_LIMIT_FACTOR
+    }  # fmt: skip
+    if over_shared:
+        name, seconds = max(over_shared.items(), key=lambda kv: kv[1])
         report.outcome = "failed"
         report.longrepr = (
-            f"{item.nodeid} took {took:.1f} s (setup {item.stash.get(_SETUP_S, 0.0):.1f} s, call"
-            f" {report.duration:.1f} s), over the {limit:.0f} s a test may take unmarked. Make it"
-            " faster (a shared run, the warm sandbox, less data), or mark it"
-            " @pytest.mark.slow and say in its docstring why it needs the time."
+            f"the shared fixture {name!r} took {seconds:.1f} s to set up (for {item.nodeid}),"
+            f" over the {limit * SHARED_LIMIT_FACTOR:.0f} s a shared fixture may take. Make it"
+            " faster (fewer rounds, less data, the warm sandbox)."
+        )
+        return
+    if item.get_closest_marker("slow"):
+        return
+    took = item.stash.get(_SETUP_S, 0.0) + report.duration
+    if took > limit:
+        report.outcome = "failed"
+        report.longrepr = (
+            f"{item.nodeid} took {took:.1f} s (setup {item.stash.get(_SETUP_S, 0.0):.1f} s"
+            f" without shared fixtures, call {report.duration:.1f} s), over the {limit:.0f} s a"
+            " test may take unmarked. Make it faster (a shared run, the warm sandbox, less"
+            " data), or mark it @pytest.mark.slow and say in its docstring why it needs the time."
         )
 
 
 _SETUP_S = pytest.StashKey[float]()
+_SHARED_S = pytest.StashKey[dict[str, float]]()
 
 
 @pytest.fixture
