@@ -124,6 +124,9 @@ class _SandboxExport(BaseModel):
     versions: dict[str, str]
     files: list[_File]
     seconds: float
+    #: Set by the host, never by the job: the measuring process's check of the files
+    #: (``scoring.measure.op_verify``).
+    verified: dict[str, Any] | None = None
 
 
 def _retrain_hint(spec: TaskSpec) -> str:
@@ -311,6 +314,25 @@ def export_model(
         if not result.ok or not staged:
             raise _failure(fmt, result)
         exported = staged[0]
+        # The export job ran the candidate's code, so its own checks are its own account: the
+        # files are checked again against the measured program in a process without that code.
+        verified = runtime.run(
+            "verify",
+            args,
+            dataset=data,
+            input_files={
+                **model_files(model_dir),
+                **{name: tmp / name for name in SANDBOX_FILES[fmt]},
+            },
+            limits=runtime.limits_for("measure"),
+        )
+        if not verified.ok:
+            why = verified.error.message if verified.error else "no reason given"
+            raise ExportError(
+                f"the exported files are not the measured model ({why}); nothing was written."
+                " Export again; if it fails the same way, report it with the run id"
+            )
+        exported.verified = verified.result
         (tmp / CODE_FILE).write_text(code if code.endswith("\n") else code + "\n", "utf-8")
         if vocabulary is not None:
             (tmp / VOCABULARY_FILE).write_text("\n".join(vocabulary) + "\n", "utf-8")
@@ -642,6 +664,7 @@ def build_card(
             "checks": export["checks"],
             "warnings": export["warnings"],
             "versions": export["versions"],
+            "verified": export.get("verified"),
         },
         "input": export["input"],
         "output": export["output"],

@@ -6,12 +6,14 @@ says what went wrong and what to do.
 
 A job's work directory is writable by candidate code, so everything in it is hostile: a link to a
 host file, a FIFO whose read never returns, a file of any size. ``open_untrusted`` opens such a file
-without following links and only when it is a regular file of bounded size.
+without following links and only when it is a regular file of bounded size, and
+``remove_untrusted_tree`` removes whatever tree a job left, however deep, wide or strange.
 """
 
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import shutil
 import stat
@@ -28,10 +30,14 @@ __all__ = [
     "atomic_dir",
     "atomic_write_bytes",
     "atomic_write_text",
+    "copy_untrusted",
     "explain_os_error",
     "open_untrusted",
     "read_untrusted",
+    "remove_untrusted_tree",
 ]
+
+log = logging.getLogger(__name__)
 
 
 class UntrustedFileError(ArchsmithError):
@@ -87,15 +93,16 @@ def _umask() -> int:
     return mask
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file and a rename."""
-    path = Path(path)
+@contextmanager
+def _atomic_file(path: Path) -> Iterator[BinaryIO]:
+    """A new file that becomes ``path`` (a rename) once the block ends, synced and with the usual
+    mode; removed when the block raises. An OSError says what went wrong and what to do."""
     tmp: str | None = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            yield f
             f.flush()
             os.fsync(f.fileno())
         # mkstemp makes the file private; a report or a model is meant to be shared as usual.
@@ -107,6 +114,28 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     finally:
         if tmp is not None:
             Path(tmp).unlink(missing_ok=True)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file and a rename."""
+    with _atomic_file(Path(path)) as f:
+        f.write(data)
+
+
+def copy_untrusted(src: Path, dest: Path, limit: int) -> None:
+    """Copy a file a job left to ``dest`` (atomically), in blocks, never more than ``limit`` bytes.
+
+    ``open_untrusted``'s checks apply; the copy streams, so a file of ``limit`` bytes (a paused
+    training's state may be GBs) is never held in memory at once, and one still growing past
+    ``limit`` is refused, with nothing left at ``dest``.
+    """
+    with open_untrusted(src, limit) as f, _atomic_file(dest) as out:
+        copied = 0
+        while block := f.read(1 << 20):
+            copied += len(block)
+            if copied > limit:
+                raise UntrustedFileError(f"{src.name} grew beyond {limit} bytes while read")
+            out.write(block)
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -148,3 +177,114 @@ def atomic_dir(path: Path, *, overwrite: bool = False) -> Iterator[Path]:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
+
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def remove_untrusted_tree(path: Path) -> bool:
+    """Remove the tree at ``path`` that a finished job left; True when nothing of it is left.
+
+    ``shutil.rmtree`` recurses once per level, so a job that left a few thousand nested
+    directories made it raise ``RecursionError`` past ``ignore_errors``, failing the run and
+    leaving the tree. This walks the tree with at most two descriptors open and a stack of names,
+    never follows a link, opens up directories the job made unreadable (they are the host user's
+    or the job's uid mapped to it), and removes files, links, FIFOs, sockets and device nodes
+    alike. What cannot be removed is logged and skipped, never raised: the job's result is the
+    host's already. The job's processes must be gone (a tree that changes under the walk is only
+    cleaned as far as it goes).
+    """
+    try:
+        fd = _open_dir(path, None)
+    except FileNotFoundError:
+        return True
+    except OSError as e:
+        if isinstance(e, NotADirectoryError) or e.errno == errno.ELOOP:
+            return _unlink_logged(str(path), None)
+        log.warning("could not remove %s left by a job: %s", path, e)
+        return False
+    names: list[str] = []
+    skipped: list[set[str]] = [set()]
+    clean = True
+    try:
+        while True:
+            child = _next_dir(fd, skipped[-1])
+            if child is not None:
+                try:
+                    child_fd = _open_dir(child, fd)
+                except OSError as e:
+                    log.warning("could not open %s/%s left by a job: %s", path, child, e)
+                    skipped[-1].add(child)
+                    clean = False
+                    continue
+                os.close(fd)
+                fd = child_fd
+                names.append(child)
+                skipped.append(set())
+                continue
+            if not names:
+                break
+            parent = os.open("..", _DIR_FLAGS, dir_fd=fd)
+            os.close(fd)
+            fd = parent
+            name = names.pop()
+            skipped.pop()
+            try:
+                os.rmdir(name, dir_fd=fd)
+            except OSError as e:
+                log.warning("could not remove %s/…/%s left by a job: %s", path, name, e)
+                skipped[-1].add(name)
+                clean = False
+    except OSError as e:
+        log.warning("could not finish removing %s left by a job: %s", path, e)
+        return False
+    finally:
+        os.close(fd)
+    if clean:
+        try:
+            os.rmdir(path)
+        except OSError as e:
+            log.warning("could not remove %s left by a job: %s", path, e)
+            return False
+    return clean
+
+
+def _open_dir(name: str | Path, dir_fd: int | None) -> int:
+    """Open a directory without following a link; one the job made unreadable is opened up."""
+    try:
+        fd = os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
+    except PermissionError:
+        # Not a link (O_NOFOLLOW said ELOOP for one), and the job is over: it stays a directory.
+        os.chmod(name, 0o700, dir_fd=dir_fd)
+        fd = os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
+    if stat.S_IMODE(os.fstat(fd).st_mode) & 0o700 != 0o700:
+        os.fchmod(fd, 0o700)  # a job's read-only directory: its entries must be removable
+    return fd
+
+
+def _next_dir(fd: int, skipped: set[str]) -> str | None:
+    """Remove every non-directory in the directory ``fd``; the first subdirectory left, or None."""
+    with os.scandir(fd) as entries:
+        for entry in entries:
+            if entry.name in skipped:
+                continue
+            try:
+                is_dir = entry.is_dir(follow_symlinks=False)
+            except OSError:
+                is_dir = False
+            if is_dir:
+                return entry.name
+            if not _unlink_logged(entry.name, fd):
+                skipped.add(entry.name)
+    return None
+
+
+def _unlink_logged(name: str, dir_fd: int | None) -> bool:
+    try:
+        os.unlink(name, dir_fd=dir_fd)
+    except FileNotFoundError:
+        return True
+    except OSError as e:
+        log.warning("could not remove %s left by a job: %s", name, e)
+        return False
+    return True

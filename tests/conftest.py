@@ -62,23 +62,33 @@ class _SharedSetup:
     seconds: ClassVar[dict[str, float]] = {}
 
 
-@pytest.hookimpl(hookwrapper=True)
-def pytest_fixture_setup(fixturedef: pytest.FixtureDef[Any]) -> Generator[None]:
-    """Time the shared fixtures a test's setup builds (the outermost: nested ones are in it)."""
-    if fixturedef.scope == "function":
-        yield
-        return
-    _SharedSetup.depth += 1
-    start = time.perf_counter()
-    try:
-        yield
-    finally:
-        _SharedSetup.depth -= 1
-        if _SharedSetup.depth == 0:
-            name = fixturedef.argname
-            _SharedSetup.seconds[name] = (
-                _SharedSetup.seconds.get(name, 0.0) + time.perf_counter() - start
-            )
+class _SharedFixtureTimer:
+    """Times the shared fixtures a test's setup builds (the outermost: nested ones are in it).
+
+    A plugin, not a conftest hook: pytest calls ``pytest_fixture_setup`` through the hooks of the
+    fixture's node, and a session fixture's node is the session, which sees only the root's
+    conftest, not this one."""
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_fixture_setup(self, fixturedef: pytest.FixtureDef[Any]) -> Generator[None]:
+        if fixturedef.scope == "function":
+            yield
+            return
+        _SharedSetup.depth += 1
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            _SharedSetup.depth -= 1
+            if _SharedSetup.depth == 0:
+                name = fixturedef.argname
+                _SharedSetup.seconds[name] = (
+                    _SharedSetup.seconds.get(name, 0.0) + time.perf_counter() - start
+                )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.pluginmanager.register(_SharedFixtureTimer(), "archsmith-shared-fixture-timer")
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:

@@ -358,11 +358,16 @@ def measured_metrics(state: AgentState) -> EvaluationMetrics:
         train_energy_kwh_pue=train.get("train_energy_kwh_pue"),
         val_energy_kwh_pue=measure.get("val_energy_kwh_pue"),
         fps=measure.get("fps"),
-        params=int(train.get("params") or validation.get("params") or 0),
+        params=int(_first_measured(train.get("params"), validation.get("params")) or 0),
         latency_ms=measure.get("latency_ms"),
-        model_size_mb=train.get("size_mb") or validation.get("size_mb"),
+        model_size_mb=_first_measured(train.get("size_mb"), validation.get("size_mb")),
         diverged=bool(train.get("diverged")),
     )
+
+
+def _first_measured(*figures: Any) -> Any:
+    """The first figure that was measured: a measured 0 is a figure, not a missing one."""
+    return next((f for f in figures if f is not None), None)
 
 
 def _rank(feasible: bool, cm: float) -> tuple[bool, float]:
@@ -475,9 +480,7 @@ def _stopped_early(state: AgentState, spec: TaskSpec, record: dict[str, Any]) ->
     compare with finished ones), never the best, and the next round edits the best as before."""
     metrics = measured_metrics(state)
     entry = history_entry(state, status=STOPPED_EARLY)
-    violations = spec.limit_violations(
-        metrics.params or None, metrics.latency_ms, metrics.model_size_mb
-    )
+    violations = spec.limit_violations(metrics.params, metrics.latency_ms, metrics.model_size_mb)
     entry.update(
         {
             "metrics": metrics.model_dump(mode="json"),

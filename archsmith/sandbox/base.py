@@ -64,7 +64,7 @@ JOB_FILE = "job.json"
 RESULT_FILE = "result.json"
 CANDIDATE_FILE = "candidate.py"
 
-ToolName = Literal["build", "train", "export", "inspect", "score", "speed", "selftest"]
+ToolName = Literal["build", "train", "export", "inspect", "score", "speed", "verify", "selftest"]
 #: The jobs that import the candidate's code; every other job must not be given it.
 CANDIDATE_TOOLS = frozenset({"build", "train", "export", "selftest"})
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import shutil
 import socket
 import sys
 import tempfile
@@ -38,6 +37,7 @@ from docker.models.containers import Container
 from docker.types import DeviceRequest, LogConfig, Mount, Ulimit
 
 import archsmith
+from archsmith.files import remove_untrusted_tree
 from archsmith.sandbox.base import (
     RUNNER_FLAGS,
     SANDBOX_DATA,
@@ -589,8 +589,6 @@ def _log_timing(container: Container, end_to_end_s: float, wall_s: float) -> Non
 
 
 def _remove_tree(path: Path) -> None:
-    """Delete a temporary work directory; a leftover is worth a warning, not a failed job."""
-    try:
-        shutil.rmtree(path)
-    except OSError as e:
-        log.warning("could not remove the temporary work directory %s: %s", path, e)
+    """Delete a temporary work directory, whatever the job left in it; a leftover is worth a
+    warning (``remove_untrusted_tree`` logs it), not a failed job."""
+    remove_untrusted_tree(path)

@@ -4,7 +4,9 @@ Isolation comes from the operating system, never from inspecting the code. Under
 sees a read-only view of only what Python and the runner need (system libraries, the interpreter,
 the runner's packages: ``archsmith.sandbox.pyview``), its own work directory read-write, a private
 /tmp, no network (a fresh network namespace), its own PID namespace, no capabilities and an
-environment made of allow-listed variables only. Every job also gets rlimits (memory, file size,
+environment made of allow-listed variables only. The kernel calls a job never needs (the keyring,
+tracing, bpf, io_uring, new namespaces, mounts: ``archsmith.sandbox.seccomp``) are refused by a
+seccomp filter, and /proc/keys is hidden. Every job also gets rlimits (memory, file size,
 CPU, open files, processes) and, where the host lets us create one, a cgroup with hard memory and
 process limits. The wall-clock limit stops the whole process group: SIGINT, then SIGKILL.
 
@@ -27,11 +29,13 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO
 
 import archsmith
+from archsmith.files import remove_untrusted_tree
+from archsmith.sandbox import seccomp
 from archsmith.sandbox.base import (
     RUNNER_FLAGS,
     SANDBOX_DATA,
@@ -50,7 +54,7 @@ from archsmith.sandbox.base import (
 from archsmith.sandbox.cgroups import JobCgroup, create_job_cgroup
 from archsmith.sandbox.pyview import python_view
 from archsmith.sandbox.warm import WarmKey, WarmSandbox, WarmUnavailableError
-from archsmith.sandbox.zygote import SPOOL, OutputTail
+from archsmith.sandbox.zygote import SECCOMP_PROGRAM, SPOOL, OutputTail
 
 __all__ = [
     "ALLOWED_ENV",
@@ -210,6 +214,7 @@ class LocalSandbox:
                     " bubblewrap (apt-get install bubblewrap), use --sandbox docker, or run"
                     " without isolation with --sandbox none if you trust the code"
                 )
+            seccomp.program()  # no job runs without its filter: fail here when it cannot be built
         else:
             log.warning(
                 "--sandbox none: candidate code runs in a plain subprocess with resource limits"
@@ -237,9 +242,11 @@ class LocalSandbox:
         work: list[str],
         module: str,
         target: str,
+        seccomp_args: Sequence[str] = (),
     ) -> list[str]:
         """bubblewrap's command line for ``job``'s view; ``work`` mounts the work directory (a
-        cold job's own, or a warm sandbox's spool) and ``python -m module target`` runs."""
+        cold job's own, or a warm sandbox's spool), ``seccomp_args`` hand over the seccomp
+        program, and ``python -m module target`` runs."""
         argv = [bwrap, "--unshare-all", "--die-with-parent", "--cap-drop", "ALL"]
         if self.userns:
             # An unprivileged uid in a user namespace: even root on the host runs the job as nobody.
@@ -253,6 +260,10 @@ class LocalSandbox:
         # The private /tmp first: the interpreter, the venv or the package may live under /tmp
         # (a CI checkout does), and a later tmpfs would hide their mounts.
         argv += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+        # The keyring is not namespaced: /proc/keys would list the host user's keys.
+        for f in ("/proc/keys", "/proc/key-users"):
+            if os.path.exists(f):
+                argv += ["--ro-bind", "/dev/null", f]
         view = python_view()
         for path in view.binds:
             argv += ["--ro-bind", path, path]
@@ -262,7 +273,7 @@ class LocalSandbox:
             argv += ["--ro-bind", path, path]
         for path in view.hidden:
             argv += ["--remount-ro", path]
-        argv += work
+        argv += [*work, *seccomp_args]
         if job.dataset_path is not None:
             argv += ["--ro-bind", str(job.dataset_path), f"{SANDBOX_DATA}/{job.dataset_path.name}"]
         if job.device.startswith("cuda"):
@@ -289,6 +300,7 @@ class LocalSandbox:
         if job.dataset_path is not None and not job.dataset_path.is_file():
             raise SandboxError(f"prepared dataset {job.dataset_path} does not exist")
         env = _sandbox_env(job)
+        filter_fd: int | None = None
         try:
             if self.bwrap is not None:
                 prepare_work_dir(job, wd)
@@ -296,9 +308,11 @@ class LocalSandbox:
                     result = self._run_warm(job, wd, env)
                     if result is not None:
                         return result.model_copy(update={"work_dir": wd if keep else None})
+                # bubblewrap puts the filter in force once the sandbox is set up, before exec.
+                filter_fd = seccomp.program_fd()
                 argv = self._bwrap_argv(
                     self.bwrap, job, env, ["--bind", str(wd), SANDBOX_WORK],
-                    "archsmith.sandbox.runner", SANDBOX_WORK,
+                    "archsmith.sandbox.runner", SANDBOX_WORK, ["--seccomp", str(filter_fd)],
                 )  # fmt: skip
             else:
                 host_data = str(job.dataset_path.resolve()) if job.dataset_path else None
@@ -310,13 +324,15 @@ class LocalSandbox:
             if self.use_cgroup:
                 cgroup = self._cgroup(job.limits)
             try:
-                return self._execute(job, wd, argv, env, cgroup, keep)
+                return self._execute(job, wd, argv, env, cgroup, keep, filter_fd)
             finally:
                 if cgroup is not None:
                     cgroup.remove()
         finally:
+            if filter_fd is not None:
+                os.close(filter_fd)
             if not keep:
-                shutil.rmtree(wd, ignore_errors=True)
+                remove_untrusted_tree(wd)
 
     @staticmethod
     def _cgroup(limits: SandboxLimits) -> JobCgroup | None:
@@ -354,12 +370,22 @@ class LocalSandbox:
         if self.bwrap is None:
             raise SandboxError("a warm sandbox needs bubblewrap")
         key = WarmKey.of(job, spool)
-        argv = self._bwrap_argv(
-            self.bwrap, job, env, ["--bind", str(spool), SPOOL, "--dir", SANDBOX_WORK],
-            "archsmith.sandbox.zygote", SPOOL,
-        )  # fmt: skip
-        cgroup = self._cgroup(job.limits) if self.use_cgroup else None
-        box = WarmSandbox(key, argv, env, _limits_preexec(job.limits, cgroup), cgroup, self.name)
+        # The zygote needs namespaces and mounts for each job: each forked job installs the
+        # filter itself, from this read-only copy, once it is isolated (archsmith.sandbox.zygote).
+        filter_fd = seccomp.program_fd()
+        try:
+            argv = self._bwrap_argv(
+                self.bwrap, job, env, ["--bind", str(spool), SPOOL, "--dir", SANDBOX_WORK],
+                "archsmith.sandbox.zygote", SPOOL,
+                ["--ro-bind-data", str(filter_fd), SECCOMP_PROGRAM],
+            )  # fmt: skip
+            cgroup = self._cgroup(job.limits) if self.use_cgroup else None
+            box = WarmSandbox(
+                key, argv, env, _limits_preexec(job.limits, cgroup), cgroup, self.name,
+                pass_fds=(filter_fd,),
+            )  # fmt: skip
+        finally:
+            os.close(filter_fd)
         box.busy = True
         with self._warm_lock:
             self._boxes.append(box)
@@ -383,7 +409,7 @@ class LocalSandbox:
         for box in boxes:
             box.close()
         if spool is not None:
-            shutil.rmtree(spool, ignore_errors=True)
+            remove_untrusted_tree(spool)
 
     def _execute(
         self,
@@ -393,6 +419,7 @@ class LocalSandbox:
         env: dict[str, str],
         cgroup: JobCgroup | None,
         keep: bool,
+        filter_fd: int | None,
     ) -> SandboxResult:
         limits = job.limits
         start = time.monotonic()
@@ -407,6 +434,7 @@ class LocalSandbox:
                 start_new_session=True,
                 preexec_fn=_limits_preexec(limits, cgroup),
                 close_fds=True,
+                pass_fds=() if filter_fd is None else (filter_fd,),
             )
         except OSError as e:
             raise SandboxError(f"cannot start the sandbox ({argv[0]}): {e}") from e

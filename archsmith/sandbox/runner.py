@@ -38,7 +38,7 @@ _TRACEBACK_LIMIT = 8000
 
 #: Jobs that import the candidate, and jobs that measure its exported program without it.
 CANDIDATE_TOOLS = frozenset({"build", "train", "export"})
-MEASURING_TOOLS = frozenset({"inspect", "score", "speed"})
+MEASURING_TOOLS = frozenset({"inspect", "score", "speed", "verify"})
 
 
 def candidate_line(tb: TracebackType | None, candidate: str) -> int | None:

@@ -3,8 +3,9 @@
 A cold job starts bubblewrap and Python and imports torch: seconds per job, several jobs per
 candidate. A warm sandbox (``WarmSandbox``) runs ``archsmith.sandbox.zygote`` under the same
 bubblewrap view as a cold job, with the job spool (the parent of the work directories) where a cold
-job has its work directory; every job is a fork of that server that isolates itself before any job
-code runs (the zygote module says how). Limits are those of a cold job: the sandbox's rlimits and
+job has its work directory; every job is a fork of that server that isolates itself, and puts
+itself under a cold job's seccomp filter (``archsmith.sandbox.seccomp``), before any job code runs
+(the zygote module says how). Limits are those of a cold job: the sandbox's rlimits and
 cgroup (memory, processes) hold for the server and its one job, the wall-clock limit and a stop
 (Ctrl-C, ``archsmith stop --now``) end the whole sandbox (SIGINT, then SIGKILL after the grace),
 and the next job starts a new one.
@@ -103,7 +104,10 @@ class WarmSandbox:
         preexec: Callable[[], None],
         cgroup: JobCgroup | None,
         backend: str,
+        pass_fds: tuple[int, ...] = (),
     ) -> None:
+        """``pass_fds`` are descriptors bubblewrap reads (the seccomp program); the caller
+        closes them once this returns."""
         self.key = key
         self.cgroup = cgroup
         self.backend = backend
@@ -121,6 +125,7 @@ class WarmSandbox:
                 start_new_session=True,
                 preexec_fn=preexec,
                 close_fds=True,
+                pass_fds=pass_fds,
             ).result()
         except OSError as e:
             if cgroup is not None:

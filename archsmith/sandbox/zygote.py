@@ -14,9 +14,12 @@ nothing of the jobs before or after it:
   its own work directory at ``/sandbox/work``, the spool covered by an empty read-only tmpfs, and a
   fresh /tmp and /dev/shm; System V and POSIX IPC objects, abstract sockets and the loopback die
   with the job;
-- then it drops every capability and sets ``no_new_privs``; its stdin is /dev/null and its stdout
-  and stderr are pipes the server drains, keeping only their tails as a cold job's host does: it
-  holds no descriptor of the server's;
+- then it drops every capability, sets ``no_new_privs`` and installs the seccomp filter that
+  bubblewrap gives a cold job (``archsmith.sandbox.seccomp``: no keyring, tracing, bpf, io_uring,
+  new namespaces or mounts). The server itself runs without it: it needs ``unshare`` and
+  ``mount`` for each job. The host hands it the program, read-only, at ``SECCOMP_PROGRAM``;
+- its stdin is /dev/null and its stdout and stderr are pipes the server drains, keeping only their
+  tails as a cold job's host does: it holds no descriptor of the server's;
 - the server is not dumpable and the child has no capability in the server's user namespace, so
   the child cannot ptrace it or read or write its memory; killing it only ends this sandbox (the
   host starts a new one);
@@ -24,8 +27,8 @@ nothing of the jobs before or after it:
   daemon the job started) before it answers, so the host reads the job's files with nothing of the
   job still running, and the next job starts with nothing of it still running.
 
-The kernel must allow a user namespace inside the sandbox; the server checks at start and says
-``ready: false`` with the reason when it does not (the host then runs cold jobs).
+The kernel must allow a user namespace inside the sandbox and a seccomp filter; the server checks at
+start and says ``ready: false`` with the reason when it does not (the host then runs cold jobs).
 """
 
 from __future__ import annotations
@@ -46,10 +49,14 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from archsmith.sandbox import seccomp
+
 log = logging.getLogger("archsmith.sandbox.zygote")
 
 SPOOL = "/sandbox/spool"
 WORK = "/sandbox/work"
+#: The seccomp program each job installs (``archsmith.sandbox.seccomp``), put there by the host.
+SECCOMP_PROGRAM = "/sandbox/seccomp.bpf"
 #: Exit status of a child that could not isolate itself: a failure of archsmith, not the job's.
 SETUP_FAILED = 70
 
@@ -146,8 +153,9 @@ def _python_view() -> list[str]:
     return [sys.prefix, os.path.dirname(os.path.dirname(archsmith.__file__)), *sys.path]
 
 
-def isolate(name: str) -> None:
-    """Make this process a job's sandbox: its directory only, fresh /tmp, no capabilities."""
+def isolate(name: str, bpf: bytes) -> None:
+    """Make this process a job's sandbox: its directory only, fresh /tmp, no capabilities, the
+    seccomp program ``bpf`` in force."""
     _new_namespaces()
     _mount(f"{SPOOL}/{name}", WORK, None, _MS_BIND, None)
     _mount("tmpfs", SPOOL, "tmpfs", _MS_NOSUID | _MS_NODEV | _MS_RDONLY, "size=4k,mode=555")
@@ -165,6 +173,7 @@ def isolate(name: str) -> None:
         _mount("tmpfs", "/dev/shm", "tmpfs", _MS_NOSUID | _MS_NODEV, "mode=1777")
     os.chdir(WORK)
     _drop_capabilities()
+    seccomp.install(bpf)
 
 
 def _redirect_output(out: int, err: int) -> None:
@@ -176,14 +185,14 @@ def _redirect_output(out: int, err: int) -> None:
     os.closerange(3, resource.getrlimit(resource.RLIMIT_NOFILE)[0])
 
 
-def _child(name: str, out: int, err: int) -> None:
+def _child(name: str, bpf: bytes, out: int, err: int) -> None:
     """The forked job: isolate, run it like the cold runner does, exit. Never returns."""
     code = 0
     try:
         try:
             _redirect_output(out, err)
-            isolate(name)
-        except OSError:
+            isolate(name, bpf)
+        except (OSError, ValueError):
             traceback.print_exc()
             os._exit(SETUP_FAILED)
         signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -239,7 +248,7 @@ def kill_stragglers() -> int:
     raise RuntimeError(f"processes left by a job survive SIGKILL: {sorted(_processes())}")
 
 
-def _probe() -> str | None:
+def _probe(bpf: bytes) -> str | None:
     """Why a child cannot isolate itself here, or None when it can."""
     pid = os.fork()
     if pid == 0:
@@ -247,7 +256,8 @@ def _probe() -> str | None:
             _new_namespaces()
             _mount("tmpfs", "/tmp", "tmpfs", _MS_NOSUID | _MS_NODEV, "mode=1777")
             _drop_capabilities()
-        except OSError as e:
+            seccomp.install(bpf)
+        except (OSError, ValueError) as e:
             os.write(2, f"{e}\n".encode())
             os._exit(1)
         os._exit(0)
@@ -290,13 +300,13 @@ def _drain(fd: int, tail: OutputTail) -> None:
         tail.add(chunk)
 
 
-def _run_child(name: str, limit: int) -> dict[str, Any]:
+def _run_child(name: str, bpf: bytes, limit: int) -> dict[str, Any]:
     """Fork the job, drain its output until it has exited, then end whatever it left."""
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
     pid = os.fork()
     if pid == 0:
-        _child(name, out_w, err_w)
+        _child(name, bpf, out_w, err_w)
     os.close(out_w)
     os.close(err_w)
     pipes = {out_r: OutputTail(limit), err_r: OutputTail(limit)}
@@ -372,7 +382,13 @@ def serve() -> int:
     imported = time.perf_counter() - started
     _warm_up()
     warmed = time.perf_counter() - started - imported
-    why = _probe()
+    try:
+        bpf = Path(SECCOMP_PROGRAM).read_bytes()
+    except OSError as e:
+        bpf = b""
+        why: str | None = f"no seccomp program for the jobs: {e}"
+    else:
+        why = _probe(bpf)
     _send({
         "ready": why is None,
         "why": why,
@@ -390,7 +406,7 @@ def serve() -> int:
             _send({"error": f"no job directory {name!r} in the spool"})
             continue
         t = time.perf_counter()
-        found = _run_child(name, int(request.get("max_output_bytes", 64_000)))
+        found = _run_child(name, bpf, int(request.get("max_output_bytes", 64_000)))
         _send({"done": name, **found, "seconds": time.perf_counter() - t})
     return 0
 

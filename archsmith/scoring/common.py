@@ -177,3 +177,29 @@ def compare(
         "passed": problem is None and max_excess <= 0.0,
         "problem": problem,
     }
+
+
+def exported_file_runner(fmt: str, path: Path) -> Callable[[torch.Tensor], Any]:
+    """Run an exported file as a user would: ONNX in onnxruntime on the CPU, TorchScript loaded
+    with ``torch.jit.load``. The export job and the measuring process's check both call it."""
+    if fmt == "onnx":
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        name = session.get_inputs()[0].name
+
+        def run_onnx(x: torch.Tensor) -> Any:
+            return session.run(None, {name: x.numpy()})[0]
+
+        return run_onnx
+    if fmt != "torchscript":
+        raise ValueError(f"no runner for exported {fmt!r} files")
+    loaded = torch.jit.load(str(path), map_location="cpu").eval()  # type: ignore[no-untyped-call]
+
+    def run_torchscript(x: torch.Tensor) -> Any:
+        with torch.inference_mode():
+            return loaded(x)
+
+    return run_torchscript

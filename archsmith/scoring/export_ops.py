@@ -32,6 +32,7 @@ from archsmith.scoring.common import (
     ContractError,
     as_numpy,
     compare,
+    exported_file_runner,
     job_threads,
     load_data,
 )
@@ -126,7 +127,6 @@ def _onnx_session(
 ) -> Callable[[torch.Tensor], Any]:
     """Export with one exporter, validate the file and open it in onnxruntime (CPU)."""
     import onnx
-    import onnxruntime as ort
 
     if exporter == "dynamo":
         torch.onnx.export(
@@ -153,15 +153,7 @@ def _onnx_session(
             output_names=[OUTPUT_NAME],
         )
     onnx.checker.check_model(str(path))
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
-
-    def run(x: torch.Tensor) -> Any:
-        return session.run(None, {name: x.numpy()})[0]
-
-    return run
+    return exported_file_runner("onnx", path)
 
 
 def _torchscript_module(
@@ -175,13 +167,7 @@ def _torchscript_module(
     else:
         compiled = torch.jit.script(model)
     torch.jit.save(compiled, str(path))
-    loaded = torch.jit.load(str(path), map_location="cpu").eval()  # type: ignore[no-untyped-call]
-
-    def run(x: torch.Tensor) -> Any:
-        with torch.inference_mode():
-            return loaded(x)
-
-    return run
+    return exported_file_runner("torchscript", path)
 
 
 #: Per format: the file, and its exporters in order of preference.

@@ -8,11 +8,13 @@ the names those of the program) and copies the bytes it checked into a new direc
 which no job can write. Measuring jobs get copies of those files, never a path the candidate chose.
 
 The parameter count and size come from the header here, in the host, with no torch and no code of
-the candidate's: they are the figures the user's limits are checked against.
+the candidate's: they are the figures the user's limits are checked against, so they count every
+number the program carries (parameters, buffers and constants alike).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -27,7 +29,14 @@ from typing import Any, BinaryIO
 from archsmith.files import UntrustedFileError, atomic_write_bytes, open_untrusted
 from archsmith.scoring.format import PROGRAM_FILE, TENSORS_FILE, ProgramError, read_program
 
-__all__ = ["MODEL_FILES", "ProgramFiles", "model_files", "read_safetensors_header", "take_program"]
+__all__ = [
+    "MODEL_FILES",
+    "ProgramFiles",
+    "graph_difference",
+    "model_files",
+    "read_safetensors_header",
+    "take_program",
+]
 
 #: The files of a model as the host keeps it, and as measuring jobs receive them.
 MODEL_FILES = (PROGRAM_FILE, TENSORS_FILE)
@@ -143,16 +152,55 @@ def take_program(work_dir: Path, models_dir: Path, *, max_tensor_bytes: int) -> 
         header = read_safetensors_header(tensors, os.fstat(tensors.fileno()).st_size)
         if set(header) != set(kinds):
             raise ProgramError("program.safetensors does not hold exactly the program's tensors")
-        params = sum(
-            math.prod(shape) for n, (_, shape) in header.items() if kinds[n] == "parameter"
-        )
-        size = sum(
-            math.prod(shape) * _DTYPE_BYTES[dtype]
-            for n, (dtype, shape) in header.items()
-            if kinds[n] != "constant"
-        )
+        # Every number counts, parameter, buffer or constant, whatever its dtype: a weight kept
+        # as a buffer or a plain tensor attribute is a weight (``load_program`` sums the same).
+        params = sum(math.prod(shape) for _, shape in header.values())
+        size = sum(math.prod(shape) * _DTYPE_BYTES[dtype] for dtype, shape in header.values())
         dest = models_dir / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
         dest.mkdir(parents=True)
         _copy(tensors, dest / TENSORS_FILE)
     atomic_write_bytes(dest / PROGRAM_FILE, raw)
     return ProgramFiles(dest, params, size, len(program["nodes"]), len(kinds))
+
+
+def graph_difference(program: Path, reference: Path) -> str | None:
+    """Why the program in directory ``program`` does not compute ``reference``'s graph, or None
+    when it does.
+
+    The same graph means the same ``program.json`` node for node (operators, arguments, tensor
+    names and kinds), every tensor of the same dtype and shape, and the constants the same bytes:
+    only parameters and buffers may differ, as training changes them. What was validated (shapes,
+    FLOPs), what was timed at an early-stopping check and what is finally scored are then one
+    computation. Both programs are host copies ``take_program`` checked.
+    """
+    ours, theirs = (_described(d) for d in (program, reference))
+    if ours[0] != theirs[0]:
+        return "its operators, their arguments or its tensors' names differ"
+    if ours[1] != theirs[1]:
+        changed = sorted(n for n in ours[1] if ours[1][n] != theirs[1].get(n))[:3]
+        return f"its tensors' dtypes or shapes differ ({', '.join(n[:60] for n in changed)})"
+    if ours[2] != theirs[2]:
+        return "the constants in its graph differ"
+    return None
+
+
+def _described(directory: Path) -> tuple[Any, dict[str, tuple[str, list[int]]], str]:
+    """A checked program's JSON, its tensors' dtypes and shapes, and a digest of its constants."""
+    program = json.loads((directory / PROGRAM_FILE).read_bytes())
+    constants = sorted(n for n, kind in program["tensors"].items() if kind == "constant")
+    digest = hashlib.sha256()
+    with (directory / TENSORS_FILE).open("rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        header = read_safetensors_header(f, size)
+        f.seek(0)
+        (length,) = struct.unpack("<Q", f.read(8))
+        offsets = json.loads(f.read(length))
+        for name in constants:
+            begin, end = offsets[name]["data_offsets"]
+            f.seek(8 + length + begin)
+            digest.update(name.encode() + b"\0")
+            left = end - begin
+            while left > 0 and (block := f.read(min(left, 1 << 20))):
+                digest.update(block)
+                left -= len(block)
+    return program, header, digest.hexdigest()

@@ -25,15 +25,22 @@ import torch
 from torch import fx
 
 from archsmith.scoring.common import (
+    EXPORT_ATOL,
+    EXPORT_RTOL,
     ContractError,
+    as_numpy,
+    compare,
     device_of,
     dummy_input,
+    exported_file_runner,
+    job_threads,
+    load_data,
     make_job_meter,
     setup,
     timed,
 )
 
-__all__ = ["op_inspect", "op_score", "op_speed"]
+__all__ = ["op_inspect", "op_score", "op_speed", "op_verify"]
 
 #: Training samples scored for T_Acc (the trained model in eval mode, as Algorithm 1's line 11).
 TRAIN_EVAL_SAMPLES = 10_000
@@ -275,3 +282,77 @@ def _batch_consistency(module: fx.GraphModule, dev: Any, batch: int) -> dict[str
             " measured honestly"
         )
     return {"samples": k, "max_abs_diff": float(diff.max(initial=0.0))}
+
+
+#: The files ``archsmith export`` hands the user, by format, as the export job names them.
+_EXPORTED = {"onnx": "model.onnx", "torchscript": "model.torchscript.pt"}
+_WEIGHTS = "model.safetensors"
+#: Bytes of an exported file this process reads at most (a model larger than this is no edge one).
+_MAX_EXPORTED_BYTES = 8 << 30
+
+
+def op_verify(args: dict[str, Any], job: dict[str, Any], work_dir: Path) -> dict[str, Any]:
+    """The files an export job wrote, checked against the measured program, with no candidate
+    code in this process: what the user takes away is what was measured.
+
+    ``model.safetensors`` must hold the program's own tensors, equal bit for bit (every parameter
+    of the program among them); the ONNX file (in onnxruntime) or the TorchScript file must give
+    the program's outputs, within the export tolerance, on validation samples (which the export
+    job never saw) at the whole batch and at batch 1. Raises ContractError saying what differs.
+    """
+    import safetensors.torch as st
+
+    from archsmith.files import open_untrusted
+    from archsmith.scoring.format import TENSORS_FILE, read_regular_file
+    from archsmith.training import DeviceData
+
+    torch.set_num_threads(job_threads())
+    cpu = torch.device("cpu")
+    module, program = _program(work_dir, cpu)
+    fmt = str(args.get("format", "onnx"))
+    tol = (float(args.get("atol", EXPORT_ATOL)), float(args.get("rtol", EXPORT_RTOL)))
+
+    weights = st.load(read_regular_file(work_dir / _WEIGHTS, _MAX_EXPORTED_BYTES))
+    held = st.load(read_regular_file(work_dir / TENSORS_FILE, _MAX_EXPORTED_BYTES))
+    for alias, name in program["aliases"].items():
+        held[alias] = held[name]
+    for name, tensor in weights.items():
+        mine = held.get(name)
+        if mine is None or mine.dtype != tensor.dtype or not torch.equal(mine, tensor):
+            raise ContractError(
+                f"model.safetensors' {name[:80]} is not the measured program's tensor of that name"
+            )
+    named = set(weights) | {n for a, n in program["aliases"].items() if a in weights}
+    missing = sorted(
+        n for n, kind in program["tensors"].items() if kind == "parameter" and n not in named
+    )
+    if missing:
+        raise ContractError(f"model.safetensors lacks the measured program's {missing[0][:80]}")
+    out: dict[str, Any] = {"safetensors": {"tensors": len(weights), "equal": True}}
+    if fmt not in _EXPORTED:
+        return out
+
+    data = load_data(job)
+    is_text = data.task == "text_classification"
+    n = min(int(args.get("check_samples", 256)), int(data.x_val.shape[0]))
+    if n == 0:
+        raise ContractError("the validation split is empty: there is nothing to check the file on")
+    dev = DeviceData(
+        data.x_train, data.y_train, data.x_val[:n], data.y_val[:n], cpu, is_text=is_text,
+        keep_train=False,
+    )  # fmt: skip
+    sample = dev.prepare(dev.x_val)
+    batches = [sample, sample[:1]] if n > 1 else [sample]
+    with torch.inference_mode():
+        reference = [as_numpy(module(b)) for b in batches]
+    path = work_dir / _EXPORTED[fmt]
+    open_untrusted(path, _MAX_EXPORTED_BYTES).close()  # a regular file of bounded size, no link
+    run = exported_file_runner(fmt, path)
+    check = compare(run, batches, reference, tol)
+    if not check["passed"]:
+        why = check["problem"] or f"outputs differ by up to {check['max_abs_diff']:.3g}"
+        raise ContractError(
+            f"the {fmt} file does not compute what the measured program computes ({why}) on"
+            f" {n} validation samples"
+        )
+    return {**out, fmt: {**check, "samples": n, "split": "val"}}

@@ -11,11 +11,12 @@ load untrusted files), its JSON deserializer resolves operator names with ``geta
 ``torch`` module (a forged file could name ``torch.os.system``), and it parses symbolic shapes with
 sympy. This format is small enough to check completely.
 
-What a loaded program can do is only what its operators do. The loader accepts ATen operators
-(``torch.ops.aten.*``) that neither change their inputs in place nor touch files, ``getitem``, and
-integer arithmetic on sizes. So a program has no state (the same batch gives the same output on
-every call, however often it is measured), no control flow, no I/O and no Python of its own. Node
-and attribute names are the loader's; every device in the program becomes the measuring device.
+What a loaded program can do is only what its operators do. The loader accepts the ATen operators
+of an allowlist (``archsmith.scoring.allowed_ops``: functional and deterministic ones, never a
+random, uninitialised or training-mode one, whatever their schemas say), ``getitem``, and integer
+arithmetic on sizes. So a program has no state (the same batch gives the same output on every
+call, however often it is measured), no control flow, no I/O and no Python of its own. Node and
+attribute names are the loader's; every device in the program becomes the measuring device.
 
 This module runs inside the sandbox: it imports only the standard library, torch and safetensors.
 """
@@ -34,6 +35,7 @@ from typing import Any
 import torch
 from torch import fx, nn
 
+from archsmith.scoring.allowed_ops import check_call, check_operator
 from archsmith.scoring.format import (
     FORMAT,
     IDENTIFIER,
@@ -122,7 +124,8 @@ def resolve_operator(name: str) -> Callable[..., Any]:
     """The callable behind an operator name of the format, if the format allows it.
 
     Raises ProgramError saying why a name is refused: not ATen, unknown, reads or writes files,
-    changes its inputs in place (a program must have no state), or takes an argument type that
+    not on the allowlist of ``archsmith.scoring.allowed_ops`` (random, uninitialised, training-mode
+    and in-place operators among them, each with its own reason), or takes an argument type that
     reaches outside tensors.
     """
     if name in _PY_FUNCTIONS:
@@ -147,17 +150,12 @@ def resolve_operator(name: str) -> Callable[..., Any]:
     ):
         raise ProgramError(f"operator {name} does not exist in this torch")
     op = getattr(packet, overload)
-    schema = op._schema
-    if schema.is_mutable:
-        raise ProgramError(
-            f"operator {name} changes its inputs in place; a measured program must have no state"
-            " (write forward without in-place updates of parameters or buffers)"
-        )
-    for arg in schema.arguments:
-        if any(t in str(arg.type) for t in _DENIED_TYPES):
-            raise ProgramError(f"operator {name} takes a {arg.type} argument, which is refused")
     if not isinstance(op, torch._ops.OpOverload):  # pragma: no cover - torch guarantees it
         raise ProgramError(f"operator {name} is not an operator overload")
+    check_operator(name, op)
+    for arg in op._schema.arguments:
+        if any(t in str(arg.type) for t in _DENIED_TYPES):
+            raise ProgramError(f"operator {name} takes a {arg.type} argument, which is refused")
     return op
 
 
@@ -413,9 +411,11 @@ def _encode_exported(
     output: Any = None
     for node in exported.graph.nodes:
         if node.op == "call_function":
+            name = _operator_name(node.target)
+            check_call(name, node.target, node.args, node.kwargs)
             nodes.append(
                 {
-                    "op": _operator_name(node.target),
+                    "op": name,
                     "args": [_encode(a, refs) for a in node.args],
                     "kwargs": {k: _encode(v, refs) for k, v in node.kwargs.items()},
                 }
@@ -465,7 +465,8 @@ def load_program(
     """Rebuild the program in ``directory`` as a GraphModule on ``device``, checking everything.
 
     Returns the module (eval mode, its tensors as buffers) and the program's JSON with ``params``
-    and ``size_bytes`` added. Raises ProgramError for anything that is not a valid program.
+    (the numbers in all its tensors, tied ones once) and ``size_bytes`` (their bytes) added.
+    Raises ProgramError for anything that is not a valid program.
     """
     import safetensors.torch
 
@@ -484,8 +485,12 @@ def load_program(
             f"program.safetensors does not hold the program's tensors (missing {missing},"
             f" unexpected {extra})"
         )
-    params = sum(t.numel() for n, t in loaded.items() if names[n] == "parameter")
-    size = sum(t.numel() * t.element_size() for n, t in loaded.items() if names[n] != "constant")
+    # Every number the program carries counts, whatever export calls it (parameter, buffer or
+    # lifted constant) and whatever its dtype: weights kept as buffers or as plain tensor
+    # attributes are weights all the same, and max_params must see them (``take_program``, the
+    # host's count from the header, is the same sum).
+    params = sum(t.numel() for t in loaded.values())
+    size = sum(t.numel() * t.element_size() for t in loaded.values())
     root = nn.Module()
     attrs: dict[str, str] = {}
     for i, name in enumerate(sorted(names)):
@@ -504,12 +509,11 @@ def load_program(
         target = resolve_operator(op)
         decoded_args = tuple(decoder.value(a) for a in args)
         decoded_kwargs = {k: decoder.value(v) for k, v in kwargs.items()}
+        check_call(op, target, decoded_args, decoded_kwargs)
         decoder.nodes.append(graph.call_function(target, decoded_args, decoded_kwargs))
     output = decoder.value(data.get("output"))
     if not isinstance(output, fx.Node):
         raise ProgramError("the program's output is not a tensor of the computation")
     graph.output(output)
     module = fx.GraphModule(root, graph, class_name="Program")
-    # Parameters are the 'parameter' tensors; size counts parameters and buffers, as count_params
-    # always has. Both come from the file, whatever the graph reads.
     return module.eval(), {**data, "params": params, "size_bytes": size}

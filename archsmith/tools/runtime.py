@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import shutil
 import tempfile
 import threading
 import time
@@ -31,7 +30,7 @@ from pydantic import BaseModel
 
 from archsmith.config import Settings
 from archsmith.data.prepared_format import read_meta
-from archsmith.files import UntrustedFileError, atomic_write_bytes, open_untrusted
+from archsmith.files import UntrustedFileError, copy_untrusted, remove_untrusted_tree
 from archsmith.memory.store import ToolCallRecord
 from archsmith.sandbox.base import (
     CANDIDATE_TOOLS,
@@ -42,6 +41,7 @@ from archsmith.sandbox.base import (
     SandboxResult,
     ToolName,
 )
+from archsmith.sandbox.bounds import bound_candidate_result
 from archsmith.scoring.format import ProgramError
 from archsmith.scoring.handover import ProgramFiles, take_program
 from archsmith.tools.schemas import CandidateInput, ToolError
@@ -231,8 +231,7 @@ class ToolRuntime:
                 return result
             for name, dest in (take_files or {}).items():
                 try:
-                    with open_untrusted(work_dir / name, 3 * self.settings.max_model_bytes) as f:
-                        atomic_write_bytes(dest, f.read())
+                    copy_untrusted(work_dir / name, dest, 3 * self.settings.max_model_bytes)
                 except UntrustedFileError as e:
                     log.warning("the job's %s was not taken: %s", name, e)
             try:
@@ -277,7 +276,7 @@ class ToolRuntime:
         )  # fmt: skip
         started = time.time()
         try:
-            result = self.sandbox.run(job, work_dir)
+            result = bound_candidate_result(tool, self.sandbox.run(job, work_dir))
             if after is not None:
                 result = after(work_dir, result)
         finally:
@@ -348,16 +347,17 @@ class ToolRuntime:
                 self._validated.popitem(last=False)
         return found
 
-    def validated_program(self, inp: CandidateInput) -> ProgramFiles | None:
-        """The program this runtime's validation of ``inp`` left, if it has one; runs no job."""
-        key = _validation_key(
-            CandidateInput(**inp.model_dump(include=set(CandidateInput.model_fields)))
-        )
+    def validation_for(self, inp: CandidateInput) -> Validation:
+        """``validate`` for any tool input that names a candidate (training's, for one): the
+        cached validation when its program is still on disk, else a new one."""
+        candidate = CandidateInput(**inp.model_dump(include=set(CandidateInput.model_fields)))
+        key = _validation_key(candidate)
         with self._validated_lock:
             found = self._validated.get(key)
-        if found is None or found.program is None or not found.program.directory.is_dir():
-            return None
-        return found.program
+            program = found.program if found is not None else None
+            if program is not None and not program.directory.is_dir():
+                del self._validated[key]
+        return self.validate(candidate)
 
 
 def _validation_key(inp: CandidateInput) -> str:
@@ -366,13 +366,9 @@ def _validation_key(inp: CandidateInput) -> str:
 
 
 def remove_tree(path: Path) -> None:
-    """Remove a job's directory: rmtree never follows a link the job planted, and what it could
-    not remove is logged, not raised (the job's result is already the host's)."""
-    shutil.rmtree(path, onerror=_log_leftover)
-
-
-def _log_leftover(function: Any, path: str, excinfo: Any) -> None:
-    log.warning("could not remove %s from a finished job: %s", path, excinfo[1])
+    """Remove a job's directory, whatever tree the job left (``files.remove_untrusted_tree``:
+    no link followed, any depth); what could not be removed is logged, not raised."""
+    remove_untrusted_tree(path)
 
 
 def bind_tool(

@@ -272,7 +272,9 @@ class CountParamsOutput(BaseModel):
     error: ToolError | None = None
     params: int | None = None
     trainable_params: int | None = None
-    size_mb: float | None = Field(default=None, description="Parameters and buffers, 1e6 bytes.")
+    size_mb: float | None = Field(
+        default=None, description="Every tensor the program holds, in 1e6 bytes."
+    )
     flops_per_sample: int | None = Field(
         default=None, description="FLOPs of one forward pass of one sample (torch's counter)."
     )
@@ -366,8 +368,13 @@ class TrainModelOutput(BaseModel):
     val_accuracy: float | None = Field(default=None, description="V_Acc, fraction.")
     train_loss: float | None = None
     val_loss: float | None = None
-    params: int | None = Field(default=None, description="Parameters of the trained program.")
-    size_mb: float | None = Field(default=None, description="Parameters and buffers, 1e6 bytes.")
+    params: int | None = Field(
+        default=None,
+        description="Numbers the trained program holds: parameters, buffers and constants.",
+    )
+    size_mb: float | None = Field(
+        default=None, description="Every tensor the program holds, in 1e6 bytes."
+    )
     diverged: bool = False
     stopped_by_budget: bool = False
     epochs_completed: int = 0

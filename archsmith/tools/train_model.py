@@ -14,7 +14,7 @@ from langchain_core.tools import StructuredTool
 from archsmith.energy import EnergyReading
 from archsmith.sandbox.base import SandboxResult
 from archsmith.scoring.format import TRAIN_STATE_FILE, VALIDATED_FILES
-from archsmith.scoring.handover import ProgramFiles, model_files
+from archsmith.scoring.handover import ProgramFiles, graph_difference, model_files
 from archsmith.tools.runtime import PreparedRef, ToolRuntime, bind_tool, remove_tree, tool_error
 from archsmith.tools.schemas import (
     MEASURE_BATCH,
@@ -104,7 +104,9 @@ def train_model(
     With ``check``, training pauses after ``check.epoch`` epochs and ``check.decide`` is given
     the program of that epoch; unless it stops the candidate, a second job resumes training from
     the state the first left (``train-state.pt``, taken out by the host and handed back), so the
-    trained model is the one an uninterrupted training gives.
+    trained model is the one an uninterrupted training gives. The host asked for the pause, so
+    the check runs on whatever program that job handed over, whatever the job says of itself; a
+    job that left no state (a time budget, or a candidate that ignored the pause) ends with it.
     """
     data = runtime.prepare(
         inp.dataset, seed=inp.split_seed, max_train=inp.max_train, max_val=inp.max_val
@@ -140,10 +142,13 @@ def _train(
     meter = make_meter(runtime.device, runtime.settings.estimate_watts(runtime.device))
     view = runtime.training_view(data)
     state = {TRAIN_STATE_FILE: held / TRAIN_STATE_FILE} if held is not None else None
-    validated = runtime.validated_program(inp)
-    given = {
-        name: validated.directory / host_name for name, host_name in VALIDATED_FILES.items()
-    } if validated is not None else {}  # fmt: skip
+    # One program from validation to the end: the program training hands over must be the graph
+    # validated (its shapes, parameters and FLOPs were checked on it), at a pause and at the end.
+    validation = runtime.validation_for(inp)
+    validated = validation.program
+    if validated is None:
+        return TrainModelOutput(ok=False, error=tool_error(validation.build) or _NOT_VALIDATED)
+    given = {name: validated.directory / host_name for name, host_name in VALIDATED_FILES.items()}
     meter.start()
     trained, program = runtime.run_for_program(
         "train",
@@ -157,25 +162,31 @@ def _train(
     energy = meter.stop()
     reported = trained.result or {}
     history = _history(reported)
+    mismatch = _unlike(program, validated)
+    if mismatch is not None:
+        return TrainModelOutput(ok=False, error=mismatch, history=history)
     record: EarlyStopRecord | None = None
     extra_wall = 0.0
-    paused = check is not None and program is not None and reported.get("paused_at") == check.epoch
-    if paused and (state is None or not state[TRAIN_STATE_FILE].is_file()):
-        error = ToolError(
-            type="InvalidTrainState",
-            message=f"training paused after epoch {reported.get('paused_at')} but left no"
-            f" {TRAIN_STATE_FILE} the host could take (a regular file, no link, of bounded"
-            " size) to resume from",
-        )
-        if program is not None:
+    if check is not None and program is not None:
+        # The host asked for the pause, so the host checks whatever program the job handed over:
+        # the job's own account (``paused_at``) only says whether there is a state to resume.
+        has_state = state is not None and state[TRAIN_STATE_FILE].is_file()
+        if reported.get("paused_at") == check.epoch and not has_state:
+            error = ToolError(
+                type="InvalidTrainState",
+                message=f"training paused after epoch {check.epoch} but left no"
+                f" {TRAIN_STATE_FILE} the host could take (a regular file, no link, of bounded"
+                " size) to resume from",
+            )
             remove_tree(program.directory)
-        return TrainModelOutput(ok=False, error=error, history=history)
-    if check is not None and state is not None and program is not None and paused:
+            return TrainModelOutput(ok=False, error=error, history=history)
         try:
             record = _check(check, program, energy, inp.epochs)
-        finally:
+        except BaseException:
             remove_tree(program.directory)
-        program = None
+            raise
+        if has_state or record.stopped:
+            remove_tree(program.directory)
         if record.stopped:
             return TrainModelOutput(
                 ok=True,
@@ -184,21 +195,31 @@ def _train(
                 **_account(reported, trained.wall_time_s, energy, data),
                 sandbox_wall_time_s=trained.wall_time_s,
             )
-        left = None if inp.time_budget_s is None else inp.time_budget_s - trained.wall_time_s
-        meter.start()
-        resumed, program = runtime.run_for_program(
-            "train",
-            {**args, "resume": True, "time_budget_s": None if left is None else max(1.0, left)},
-            inp.code,
-            dataset=view,
-            limits=runtime.limits_for("train", None if left is None else max(1.0, left)),
-            input_files={**given, **state},
-        )
-        energy = _joined(energy, meter.stop())
-        extra_wall = trained.wall_time_s
-        trained = resumed
-        reported = {**reported, **(resumed.result or {})}
-        history = [*history, *_history(resumed.result or {})]
+        if has_state:
+            left = None if inp.time_budget_s is None else inp.time_budget_s - trained.wall_time_s
+            meter.start()
+            resumed, program = runtime.run_for_program(
+                "train",
+                {**args, "resume": True, "time_budget_s": None if left is None else max(1.0, left)},
+                inp.code,
+                dataset=view,
+                limits=runtime.limits_for("train", None if left is None else max(1.0, left)),
+                input_files={**given, **(state or {})},
+            )
+            energy = _joined(energy, meter.stop())
+            mismatch = _unlike(program, validated)
+            if mismatch is not None:
+                return TrainModelOutput(ok=False, error=mismatch, history=history)
+            extra_wall = trained.wall_time_s
+            trained = resumed
+            reported = {**reported, **(resumed.result or {})}
+            history = [*history, *_history(resumed.result or {})]
+        else:
+            log.warning(
+                "the training job did not pause after epoch %d as asked (a time budget, or a"
+                " candidate that ignored it): its program, checked, is the final one",
+                check.epoch,
+            )
     common: dict[str, Any] = {
         "history": history,
         "early_stop": record,
@@ -229,6 +250,29 @@ def _train(
         val_samples=measured.get("val_samples"),
         sandbox_wall_time_s=trained.wall_time_s + extra_wall + scored.wall_time_s,
         **common,
+    )
+
+
+#: Validation left no program and no error of the candidate's to say why (never seen).
+_NOT_VALIDATED = ToolError(
+    type="ProgramError", message="the candidate's program could not be validated before training"
+)
+
+
+def _unlike(program: ProgramFiles | None, validated: ProgramFiles) -> ToolError | None:
+    """The error of a trained program that is not the validated graph (it is removed), or None."""
+    if program is None:
+        return None
+    why = graph_difference(program.directory, validated.directory)
+    if why is None:
+        return None
+    remove_tree(program.directory)
+    return ToolError(
+        type="ProgramMismatch",
+        message=f"the trained program is not the program that was validated: {why}. build_model"
+        " must build the same model in every job (not one chosen by the environment, the time"
+        " or chance), so that the shapes, parameters and FLOPs checked before training are those"
+        " of the model trained and measured",
     )
 
 

@@ -20,6 +20,7 @@ from archsmith.agents.runs import drive, initial_state, open_checkpointer
 from archsmith.agents.state import AgentContext
 from archsmith.config import Settings
 from archsmith.sandbox.base import Sandbox
+from archsmith.sandbox.local import LocalSandbox
 from archsmith.spec import TaskSpec
 from archsmith.tools.runtime import ToolRuntime
 from archsmith.tools.schemas import STOPPED_EARLY, TrainModelInput
@@ -69,6 +70,28 @@ def build_model(input_shape, num_classes):
     c, h, w = input_shape
     return nn.Sequential(nn.Flatten(), nn.Linear(c * h * w, num_classes))
 """
+#: Ignores the pause: at exit, removes its training state and its result's ``paused_at``, as if
+#: it had trained to the end (so that a host trusting its account would skip the check).
+SKIPS_THE_CHECK = (
+    CNN
+    + """
+import atexit, json, os
+
+def _skip():
+    here = os.path.dirname(os.path.abspath(__file__))
+    state = os.path.join(here, "train-state.pt")
+    if os.path.exists(state):
+        os.remove(state)
+    with open(os.path.join(here, "result.json")) as f:
+        real = json.load(f)
+    if real.get("result"):
+        real["result"]["paused_at"] = None
+    with open(os.path.join(here, "result.json"), "w") as f:
+        json.dump(real, f)
+
+atexit.register(_skip)
+"""
+)
 DIGITS = {"input_shape": [1, 8, 8], "num_classes": 10}
 
 
@@ -105,8 +128,9 @@ def test_a_candidate_that_goes_on_is_trained_exactly_as_without_the_check(
     runtime: ToolRuntime,
 ) -> None:
     settings = runtime.settings
-    models_before = _models(settings)
     inp = TrainModelInput(code=CNN, dataset="digits", epochs=3, seed=5, **DIGITS)
+    runtime.validation_for(inp)  # as a run does before training (check_shapes, count_params)
+    models_before = _models(settings)
     plain = train_model(runtime, inp)
     seen: list[dict[str, Any]] = []
     checked = train_model(
@@ -143,13 +167,13 @@ def test_a_stopped_candidate_has_its_figures_at_the_check_and_no_model(
     runtime: ToolRuntime,
 ) -> None:
     settings = runtime.settings
+    inp = TrainModelInput(code=CNN, dataset="digits", epochs=4, **DIGITS)
+    runtime.validation_for(inp)  # as a run does before training (check_shapes, count_params)
     models_before = _models(settings)
     jobs: list[Any] = []
     runtime.on_call = jobs.append
     out = train_model(
-        runtime,
-        TrainModelInput(code=CNN, dataset="digits", epochs=4, **DIGITS),
-        check=EarlyCheck(epoch=1, rule="test", decide=_decide(True, runtime, [])),
+        runtime, inp, check=EarlyCheck(epoch=1, rule="test", decide=_decide(True, runtime, []))
     )
     assert out.ok, out.error
     assert out.early_stop is not None
@@ -183,12 +207,12 @@ def test_a_state_file_the_host_cannot_take_fails_the_candidate(
     secret.write_text("host secret\n")
     code = PLANTS.format(plant=plant.format(secret=str(secret)))
     runtime = ToolRuntime(sandbox, settings)
+    inp = TrainModelInput(code=code, dataset="digits", epochs=3, **DIGITS)
+    runtime.validation_for(inp)
     jobs: list[Any] = []
     runtime.on_call = jobs.append
     out = train_model(
-        runtime,
-        TrainModelInput(code=code, dataset="digits", epochs=3, **DIGITS),
-        check=EarlyCheck(epoch=1, rule="test", decide=_decide(False, runtime, [])),
+        runtime, inp, check=EarlyCheck(epoch=1, rule="test", decide=_decide(False, runtime, []))
     )
     assert not out.ok
     assert out.error is not None
@@ -198,6 +222,127 @@ def test_a_state_file_the_host_cannot_take_fails_the_candidate(
     assert [j.tool for j in jobs] == ["train"]
     assert _leftovers(settings) == []
     assert secret.read_text() == "host secret\n"
+
+
+@pytest.mark.parametrize("stop", [True, False], ids=["stopped", "goes-on"])
+def test_a_candidate_that_ignores_the_pause_is_checked_all_the_same(
+    warm_local_sandbox: LocalSandbox, tmp_path: Path, stop: bool
+) -> None:
+    """The host decides that training pauses: a job that says it did not (and leaves no state)
+    has the program it handed over checked; stopped, it has no model; going on, that checked
+    program is its final one, and no second training job runs. (The host's decision is the same
+    whatever the backend: the warm sandbox runs use.)"""
+    settings = Settings(home=tmp_path / "home", device="cpu", job_wall_time_s=300)
+    runtime = ToolRuntime(warm_local_sandbox, settings)
+    inp = TrainModelInput(code=SKIPS_THE_CHECK, dataset="digits", epochs=3, **DIGITS)
+    validated = runtime.validation_for(inp).program
+    assert validated is not None
+    jobs: list[Any] = []
+    runtime.on_call = jobs.append
+    seen: list[dict[str, Any]] = []
+    out = train_model(
+        runtime, inp, check=EarlyCheck(epoch=1, rule="test", decide=_decide(stop, runtime, seen))
+    )
+    assert out.ok, out.error
+    assert len(seen) == 1  # the check ran
+    assert out.early_stop is not None
+    assert out.early_stop.stopped is stop
+    assert [j.tool for j in jobs] == ["train", "score"] + ([] if stop else ["score"])
+    if stop:
+        assert out.model_dir is None
+        assert _models(settings) == {validated.directory}
+    else:
+        assert out.model_dir is not None
+        assert _models(settings) == {validated.directory, out.model_dir}
+    assert _leftovers(settings) == []
+
+
+#: Validated and paused as a small linear model; resumed (its training state handed back), the
+#: CNN: so that the check would time the linear model and the CNN would be scored and kept.
+SWAPS_AT_RESUME = """
+import os
+import torch.nn as nn
+import torch.optim
+
+RESUMED = os.path.exists(os.path.join(os.path.dirname(os.path.abspath(__file__)), "train-state.pt"))
+if RESUMED:  # the paused linear model's state does not fit the CNN: load what fits, if anything
+    _load = nn.Module.load_state_dict
+    nn.Module.load_state_dict = lambda self, state, strict=True, assign=False: _load(
+        self, state, strict=False
+    )
+    torch.optim.Optimizer.load_state_dict = lambda self, state: None
+
+def build_model(input_shape, num_classes):
+    c, h, w = input_shape
+    if RESUMED:
+        return nn.Sequential(
+            nn.Conv2d(c, 32, 3, padding=1), nn.ReLU(), nn.Conv2d(32, 32, 3, padding=1), nn.ReLU(),
+            nn.Flatten(), nn.Linear(32 * h * w, num_classes),
+        )
+    return nn.Sequential(nn.Flatten(), nn.Linear(c * h * w, num_classes))
+"""
+#: A linear model in the validation job (no training data loaded yet), a CNN in training: so that
+#: count_params and the FLOPs would describe a model other than the one trained and measured.
+SWAPS_IN_TRAINING = """
+import sys
+import torch.nn as nn
+
+def build_model(input_shape, num_classes):
+    c, h, w = input_shape
+    if any("train" in f.f_code.co_name for f in _frames()):
+        return nn.Sequential(
+            nn.Conv2d(c, 32, 3, padding=1), nn.ReLU(), nn.Flatten(),
+            nn.Linear(32 * h * w, num_classes),
+        )
+    return nn.Sequential(nn.Flatten(), nn.Linear(c * h * w, num_classes))
+
+def _frames():
+    f = sys._getframe(1)
+    while f is not None:
+        yield f
+        f = f.f_back
+"""
+
+
+@pytest.mark.parametrize(
+    ("code", "check"), [(SWAPS_AT_RESUME, True), (SWAPS_IN_TRAINING, False)],
+    ids=["another-model-after-the-pause", "another-model-in-training"],
+)  # fmt: skip
+def test_a_candidate_that_trains_another_model_than_it_validated_fails(
+    sandbox: Sandbox, tmp_path: Path, code: str, check: bool
+) -> None:
+    """One program from validation to the end: what count_params counted, what the early check
+    timed and what is scored are one graph, or the candidate fails and keeps no model."""
+    settings = Settings(home=tmp_path / "home", device="cpu", job_wall_time_s=300)
+    runtime = ToolRuntime(sandbox, settings)
+    inp = TrainModelInput(code=code, dataset="digits", epochs=2, **DIGITS)
+    validated = runtime.validation_for(inp).program
+    assert validated is not None
+    assert validated.params == 64 * 10 + 10  # the linear model
+    seen: list[dict[str, Any]] = []
+    early = EarlyCheck(epoch=1, rule="test", decide=_decide(False, runtime, seen))
+    out = train_model(runtime, inp, check=early if check else None)
+    assert not out.ok
+    assert out.error is not None
+    assert out.error.type == "ProgramMismatch", out.error
+    assert "is not the program that was validated" in out.error.message
+    assert out.model_dir is None
+    assert out.params is None
+    if check:  # the check saw the linear model; the CNN that followed was refused
+        assert len(seen) == 1
+    assert _models(settings) == {validated.directory}
+    assert _leftovers(settings) == []
+
+
+def test_training_an_unvalidated_candidate_validates_it_first(runtime: ToolRuntime) -> None:
+    """train_model called on its own (no check_shapes or count_params before) still compares
+    the trained program with a validated one."""
+    jobs: list[Any] = []
+    runtime.on_call = jobs.append
+    code = CNN.replace("nn.Dropout(0.2)", "nn.Dropout(0.25)")  # not validated in this module
+    out = train_model(runtime, TrainModelInput(code=code, dataset="digits", epochs=1, **DIGITS))
+    assert out.ok, out.error
+    assert [j.tool for j in jobs] == ["build", "inspect", "train", "score"]
 
 
 def test_a_run_records_a_stopped_candidate_and_never_makes_it_the_best(

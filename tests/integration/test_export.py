@@ -28,11 +28,12 @@ from archsmith.config import Settings
 from archsmith.data.prepared_format import load_prepared, save_prepared
 from archsmith.errors import InputError
 from archsmith.export import ExportError, ExportResult, export_model
-from archsmith.sandbox.base import SandboxJob, prepare_work_dir
+from archsmith.sandbox.base import Sandbox, SandboxJob, prepare_work_dir
 from archsmith.sandbox.local import LocalSandbox, bwrap_path
 from archsmith.sandbox.runner import run_job
 from archsmith.scoring.format import FORMAT, PROGRAM_FILE, TENSORS_FILE, VERSION
 from archsmith.scoring.handover import model_files
+from archsmith.scoring.program import export_program
 from archsmith.spec import TaskSpec
 from archsmith.tools.rulebook_advice import advise
 from archsmith.tools.runtime import ToolRuntime
@@ -262,6 +263,15 @@ def test_onnx_export_matches_pytorch_on_real_samples(
     assert result.check["onnx"]["argmax_agree"]
     assert result.check["onnx"]["samples"] == 256
     assert result.check["safetensors"]["max_abs_diff"] == 0.0
+    # Checked again by the host's measuring process, without the candidate's code.
+    verified = card["export"]["verified"]
+    assert verified["safetensors"] == {
+        "tensors": len(load_file(str(out_dir / "model.safetensors"))),
+        "equal": True,
+    }
+    assert verified["onnx"]["passed"]
+    assert verified["onnx"]["split"] == "val"
+    assert verified["onnx"]["samples"] == 256
     assert card["input"] == {"name": "input", "shape": ["batch", 1, 8, 8], "dtype": "float32"}
 
     x_raw, y = val
@@ -366,16 +376,35 @@ def test_a_missing_model_says_which_and_what_to_do(trained: Trained, tmp_path: P
     assert not (tmp_path / "out").exists()
 
 
+class _Body(nn.Module):
+    """What the test candidates with a ``body`` compute at a batch of any size but 2, without
+    the branch torch.export refuses: their measured program, under the candidates' own names."""
+
+    def __init__(self, body: nn.Module) -> None:
+        super().__init__()
+        self.body = body
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.body(x)
+        return out
+
+
 def _untrained_model_dir(code: str, directory: Path) -> Path:
     """Seeded initial tensors of a test candidate, kept as the host keeps a measured program.
 
-    The export job reads only the program's tensors and their names, so the graph is left empty:
-    these candidates exist to test exporters that torch.export itself would refuse.
+    These candidates exist to test exporters that torch.export itself would refuse, so their
+    program is exported from what they compute without the branch (``_Body``); the host checks
+    the exported files against it. One with no ``body`` keeps an empty graph: its export fails
+    before any check.
     """
     torch.manual_seed(0)
     namespace: dict[str, Any] = {}
     exec(compile(code, "candidate", "exec"), namespace)
-    state = namespace["build_model"]((1, 8, 8), 10).state_dict()
+    model = namespace["build_model"]((1, 8, 8), 10)
+    if hasattr(model, "body"):
+        export_program(_Body(model.body).eval(), torch.rand(2, 1, 8, 8), directory)
+        return directory
+    state = model.state_dict()
     directory.mkdir(parents=True)
     save_file({k: v.contiguous() for k, v in state.items()}, str(directory / TENSORS_FILE))
     program = {
@@ -580,3 +609,65 @@ def test_text_model_exports_with_int64_token_ids(tmp_path: Path) -> None:
     load_model(fresh, str(work / "model.safetensors"))
     assert fresh.b.weight is fresh.a.weight
     torch.testing.assert_close(fresh.a.weight, model.a.weight)
+
+
+#: The honest CNN, whose export job rewrites a file after its own checks passed, keeping its
+#: size (the host compares sizes): the last layer's weights zeroed (idempotent: the candidate
+#: module is imported more than once in an export job, so the handler runs more than once).
+TAMPERS = (
+    CNN
+    + """
+import atexit, os
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+
+def _tamper():
+    {body}
+
+atexit.register(_tamper)
+"""
+)
+_TAMPER_ONNX = """path = os.path.join(_HERE, "model.onnx")
+    if not os.path.exists(path):
+        return
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+    model = onnx.load(path)
+    for init in model.graph.initializer:
+        if init.name == "8.weight":
+            zero = np.zeros_like(numpy_helper.to_array(init))
+            init.CopyFrom(numpy_helper.from_array(zero, init.name))
+    onnx.save(model, path)"""
+_TAMPER_WEIGHTS = """path = os.path.join(_HERE, "model.safetensors")
+    if not os.path.exists(path):
+        return
+    import json, struct
+    with open(path, "r+b") as f:
+        (n,) = struct.unpack("<Q", f.read(8))
+        begin, end = json.loads(f.read(n))["8.weight"]["data_offsets"]
+        f.seek(8 + n + begin)
+        f.write(bytes(end - begin))"""
+
+
+@pytest.mark.parametrize(
+    ("fmt", "body", "said"),
+    [("onnx", _TAMPER_ONNX, "the onnx file does not compute"),
+     ("pytorch", _TAMPER_WEIGHTS, "model.safetensors' 8.weight is not the measured")],
+    ids=["onnx-rewritten", "weights-rewritten"],
+)  # fmt: skip
+def test_a_file_rewritten_after_the_export_checks_is_refused_and_nothing_is_written(
+    sandbox: Sandbox, trained: Trained, tmp_path: Path, fmt: str, body: str, said: str
+) -> None:
+    """The export job runs the candidate's code, so its checks are its own account; the host's
+    measuring process checks the files again and nothing reaches the user."""
+    runtime = ToolRuntime(sandbox, _settings(tmp_path / "home"))
+    parent = tmp_path / "exports"
+    parent.mkdir()
+    with pytest.raises(ExportError, match=said):
+        export_model(
+            runtime, run=RUN, spec=SPEC, best={**trained.best, "code": TAMPERS.format(body=body)},
+            fmt=fmt, out_dir=parent / "out",
+        )  # fmt: skip
+    assert list(parent.iterdir()) == []
+    assert list(runtime.settings.jobs_dir.iterdir()) == []

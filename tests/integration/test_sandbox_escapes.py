@@ -7,14 +7,33 @@ and this process (the framework) carries on.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import os
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from kernelprobe import (
+    CALLS,
+    KEY_SPEC_SESSION_KEYRING,
+    KEY_SPEC_USER_KEYRING,
+    KEYCTL_DESCRIBE,
+    KEYCTL_INVALIDATE,
+    KEYCTL_JOIN_SESSION_KEYRING,
+    KEYCTL_READ,
+    KEYCTL_SEARCH,
+    KEYCTL_UNLINK,
+    KEYCTL_UPDATE,
+    code,
+    found,
+    host_call,
+    probe_code,
+)
 
 from archsmith.sandbox.base import Sandbox, SandboxJob, SandboxLimits, SandboxResult
 
@@ -89,14 +108,14 @@ class TestEscapes:
             f"s = socket.create_connection(('127.0.0.1', {port}), timeout=3)\n"
             "s.sendall(b'leak')\n"
         )
-        result, took = run(sandbox, code)
+        # Time enough for a cold job on a loaded machine: what is asserted is the refusal.
+        result, _ = run(sandbox, code, wall_time_s=60)
         time.sleep(0.5)
         assert got == []
         assert not result.ok
         assert result.error is not None
         assert result.error.type in {"ConnectionRefusedError", "OSError", "TimeoutError"}
         assert result.error.line == 2
-        assert took < WALL + MARGIN
 
     def test_secret_file_outside_work_dir_is_invisible(
         self, sandbox: Sandbox, tmp_path: Path
@@ -269,3 +288,115 @@ class TestEscapes:
         assert "FORGED-RESULT-1" not in everything(result)
         assert result.error is not None
         assert result.error.type == "NoResult"
+
+
+# -- the kernel's surface: the seccomp filter of the local backends, Docker's default profile ----
+
+#: Calls Docker's default profile allows (ptrace and process_vm_* on kernels from 4.8, io_uring
+#: before Docker Engine 25): a Docker job is not asserted on them.
+DOCKER_DEFAULT_ALLOWS = {"ptrace", "process_vm_readv", "io_uring_setup"}
+
+
+@pytest.fixture
+def host_key() -> Iterator[tuple[int, str]]:
+    """A key in this (host) user's keyring, as a desktop session or a login keeps one: its serial
+    and description; afterwards it must hold what it was given, and it is removed."""
+    description = f"archsmith-host-secret-{uuid.uuid4().hex}"
+    try:
+        serial = host_call(
+            "add_key", b"user", description.encode(), b"HOST-PAYLOAD", 12, KEY_SPEC_USER_KEYRING
+        )
+    except OSError as e:
+        pytest.skip(f"this host cannot add a key to its own keyring: {e}")
+    try:
+        yield serial, description
+        buf = ctypes.create_string_buffer(64)
+        got = host_call("keyctl", KEYCTL_READ, serial, ctypes.addressof(buf), 64)
+        assert buf.raw[:got] == b"HOST-PAYLOAD", "the job changed the host's key"
+        found_again = host_call(
+            "keyctl", KEYCTL_SEARCH, KEY_SPEC_USER_KEYRING, b"user", description.encode(), 0
+        )
+        assert found_again == serial, "the host's key was replaced"
+    finally:
+        with contextlib.suppress(OSError):
+            host_call("keyctl", KEYCTL_UNLINK, serial, KEY_SPEC_USER_KEYRING)
+
+
+class TestKernelSurface:
+    """Calls a training job never needs: the keyring (not namespaced: the host user's keys, and
+    a channel between jobs), tracing, bpf, io_uring, perf events, new namespaces, mounts."""
+
+    def test_kernel_calls_a_job_never_needs_are_refused(self, sandbox: Sandbox) -> None:
+        result, _ = run(sandbox, probe_code(), wall_time_s=120)
+        assert result.ok, result.error
+        got = found(result.stdout_tail)
+        assert set(got) == set(CALLS)
+        if sandbox.name == "docker":
+            refused = {k: v for k, v in got.items() if k not in DOCKER_DEFAULT_ALLOWS}
+            assert set(refused.values()) <= {"EPERM", "ENOSYS"}, got
+        else:
+            assert got == {k: "ENOSYS" if k == "clone3" else "EPERM" for k in CALLS}
+
+    def test_the_host_users_keys_are_out_of_reach(
+        self, sandbox: Sandbox, host_key: tuple[int, str]
+    ) -> None:
+        serial, description = host_key
+        body = (
+            f"serial, desc = {serial}, {description!r}\n"
+            "buf = _ct.create_string_buffer(256)\n"
+            "where = _ct.addressof(buf)\n"
+            "report({\n"
+            "    'proc_keys': read('/proc/keys'),\n"
+            "    'proc_key_users': read('/proc/key-users'),\n"
+            f"    'describe': call('keyctl', {KEYCTL_DESCRIBE}, serial, where, 256),\n"
+            f"    'read': call('keyctl', {KEYCTL_READ}, serial, where, 256),\n"
+            f"    'search': call('keyctl', {KEYCTL_SEARCH}, {KEY_SPEC_USER_KEYRING}, b'user',"
+            " desc.encode(), 0),\n"
+            f"    'update': call('keyctl', {KEYCTL_UPDATE}, serial, b'PWNED', 5),\n"
+            f"    'unlink': call('keyctl', {KEYCTL_UNLINK}, serial, {KEY_SPEC_USER_KEYRING}),\n"
+            f"    'invalidate': call('keyctl', {KEYCTL_INVALIDATE}, serial),\n"
+            f"    'plant': call('add_key', b'user', desc.encode(), b'PLANTED', 7,"
+            f" {KEY_SPEC_USER_KEYRING}),\n"
+            "    'buffer': buf.raw.rstrip(b'\\0').decode(errors='replace'),\n"
+            "})\n"
+        )
+        result, _ = run(sandbox, code(body), wall_time_s=120)
+        assert result.ok, result.error
+        assert description not in everything(result)
+        got = found(result.stdout_tail)
+        calls = ("describe", "read", "search", "update", "unlink", "invalidate", "plant")
+        assert {k: got[k] for k in calls} == dict.fromkeys(calls, "EPERM")
+        assert got["proc_keys"] in ("", "FileNotFoundError", "PermissionError")
+        # the host's key is checked as it was when the fixture ends
+
+    def test_jobs_cannot_leave_messages_in_key_names(self, sandbox: Sandbox) -> None:
+        message = f"archsmith-channel-{uuid.uuid4().hex}"
+        leave = code(
+            "report({\n"
+            f"    'user': call('add_key', b'user', {message.encode()!r}, b'x', 1,"
+            f" {KEY_SPEC_USER_KEYRING}),\n"
+            f"    'session': call('add_key', b'user', {message.encode()!r}, b'x', 1,"
+            f" {KEY_SPEC_SESSION_KEYRING}),\n"
+            f"    'keyring': call('keyctl', {KEYCTL_JOIN_SESSION_KEYRING},"
+            f" {message.encode()!r}),\n"
+            "})\n"
+        )
+        first, _ = run(sandbox, leave, wall_time_s=120)
+        assert first.ok, first.error
+        assert found(first.stdout_tail) == dict.fromkeys(("user", "session", "keyring"), "EPERM")
+        look = code(
+            "report({\n"
+            "    'proc_keys': read('/proc/keys'),\n"
+            f"    'search': call('keyctl', {KEYCTL_SEARCH}, {KEY_SPEC_USER_KEYRING}, b'user',"
+            f" {message.encode()!r}, 0),\n"
+            f"    'request': call('request_key', b'user', {message.encode()!r}, None, 0),\n"
+            "})\n"
+        )
+        second, _ = run(sandbox, look, wall_time_s=120)
+        assert second.ok, second.error
+        got = found(second.stdout_tail)
+        assert got["search"] == "EPERM"
+        assert got["request"] == "EPERM"
+        assert message not in got["proc_keys"]
+        if Path("/proc/keys").exists():  # and nothing was planted on the host either
+            assert message not in Path("/proc/keys").read_text()

@@ -19,9 +19,15 @@ import pytest
 from archsmith.config import Settings
 from archsmith.sandbox.base import Sandbox
 from archsmith.tools.check_shapes import check_shapes
+from archsmith.tools.count_params import count_params
 from archsmith.tools.measure_energy import measure_energy
 from archsmith.tools.runtime import ToolRuntime
-from archsmith.tools.schemas import CheckShapesInput, MeasureEnergyInput, TrainModelInput
+from archsmith.tools.schemas import (
+    CandidateInput,
+    CheckShapesInput,
+    MeasureEnergyInput,
+    TrainModelInput,
+)
 from archsmith.tools.train_model import train_model
 
 DIGITS = {"input_shape": [1, 8, 8], "num_classes": 10}
@@ -92,7 +98,7 @@ def test_a_cheating_candidate_gets_the_figures_of_its_honest_copy(runtime: ToolR
         assert out.ok, out.error  # type: ignore[attr-defined]
     for field in ("train_accuracy", "val_accuracy", "train_loss", "val_loss", "params", "size_mb"):
         assert getattr(cheat, field) == getattr(honest, field), field
-    assert cheat.params == 8 * 9 + 8 + 2 * 8 + 32 * 10 + 10  # type: ignore[attr-defined]
+    assert cheat.params == 8 * 9 + 8 + 2 * 8 + (2 * 8 + 1) + 32 * 10 + 10  # type: ignore[attr-defined]
     assert cheat.val_accuracy < 1.0  # type: ignore[attr-defined]
     speeds = [
         measure_energy(
@@ -138,7 +144,9 @@ def _report():
         {{"arrays": files, "val_sized": sized, "sklearn": sk, "digits_file": raw}}))
 
 def build_model(input_shape, num_classes):
-    _report()
+    if json.load(open("job.json")).get("dataset_path"):  # the training job (validation has none)
+        _report()
+    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, num_classes))
 """
     out = train_model(runtime, TrainModelInput(code=spy, dataset="digits", epochs=1, **DIGITS))
     assert out.error is not None
@@ -193,26 +201,64 @@ atexit.register(_plant)
     assert not models.exists() or not any(models.iterdir())
 
 
-def test_a_forged_program_is_refused_by_the_measuring_process(
-    runtime: ToolRuntime, tmp_path: Path
-) -> None:
-    marker = tmp_path / "pwned"
-    forge = f"""
+def _forging(edit: str) -> str:
+    """Candidate code that, at exit, rewrites the program its job exported: ``edit`` changes
+    ``program`` (the parsed program.json) before it is written back."""
+    return f"""
 import atexit, json
 
 def _forge():
     program = json.load(open("program.json"))
-    program["nodes"][0] = {{"op": "torch.os.system", "args": ["touch {marker}"], "kwargs": {{}}}}
+    {edit}
     json.dump(program, open("program.json", "w"))
 
 atexit.register(_forge)
 """
+
+
+def test_a_forged_program_is_refused_by_the_measuring_process(
+    runtime: ToolRuntime, tmp_path: Path
+) -> None:
+    marker = tmp_path / "pwned"
+    forge = _forging(
+        f"""program["nodes"][0] = {{"op": "torch.os.system", "args": ["touch {marker}"],"""
+        """ "kwargs": {}}"""
+    )
     out = check_shapes(runtime, CheckShapesInput(code=forge + HONEST, **DIGITS))
     assert not out.ok
     assert out.error is not None
     assert out.error.type == "ProgramError"
     assert "torch.os.system is not an ATen operator" in out.error.message
     assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    ("edit", "said"),
+    [
+        (
+            # batch norm in training mode: its running mean, written in place on every call, as
+            # a call counter (honest on the scored passes, the network skipped on the timed ones)
+            "node['op'] = 'aten.native_batch_norm.default'; node['args'].insert(5, True)",
+            "aten.native_batch_norm.default normalises with training state",
+        ),
+        ("node['op'] = 'aten.rand_like.default'", "aten.rand_like.default draws random numbers"),
+    ],
+    ids=["batch-norm-counter", "random"],
+)
+def test_a_program_forged_to_keep_state_or_draw_random_numbers_is_refused(
+    sandbox: Sandbox, tmp_path: Path, edit: str, said: str
+) -> None:
+    """Operators whose schemas carry no in-place mark, refused by the measuring process's
+    allowlist all the same, on every backend."""
+    runtime = ToolRuntime(sandbox, Settings(home=tmp_path / "home", device="cpu"))
+    forge = _forging(
+        f"""node = next(n for n in program["nodes"] if "batch_norm" in n["op"])\n    {edit}"""
+    )
+    out = check_shapes(runtime, CheckShapesInput(code=forge + HONEST, **DIGITS))
+    assert not out.ok
+    assert out.error is not None
+    assert out.error.type == "ProgramError"
+    assert said in out.error.message
 
 
 @pytest.mark.parametrize(
@@ -246,3 +292,46 @@ def test_work_directories_are_new_and_removed(runtime: ToolRuntime) -> None:
     assert out.ok, out.error
     assert not any(runtime.settings.jobs_dir.iterdir())
     assert os.listdir(runtime.settings.models_dir)  # the checked program is kept
+
+
+#: Trains with parameters; in eval mode (export, measuring) holds its weights as plain tensor
+#: attributes (lifted as constants) and a float16 buffer, so that a count of parameters would
+#: read 0 for a model of 60,010.
+HIDES_ITS_WEIGHTS = """
+import torch.nn as nn
+import torch.nn.functional as F
+
+class Hidden(nn.Module):
+    def __init__(self, n):
+        super().__init__()
+        self.a = nn.Linear(64, 800)
+        self.b = nn.Linear(800, n)
+
+    def train(self, mode=True):
+        super().train(mode)
+        if not mode and isinstance(self.a.weight, nn.Parameter):
+            for layer in (self.a, self.b):
+                weight, bias = layer.weight.detach().clone(), layer.bias.detach().clone()
+                del layer.weight, layer.bias
+                layer.weight = weight
+                layer.register_buffer("bias", bias.half())
+        return self
+
+    def forward(self, x):
+        h = F.linear(x.flatten(1), self.a.weight, self.a.bias.float()).relu()
+        return F.linear(h, self.b.weight, self.b.bias.float())
+
+def build_model(input_shape, num_classes):
+    return Hidden(num_classes)
+"""
+
+
+def test_weights_hidden_from_the_parameter_count_are_counted(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    """Every number the program carries counts, whatever export calls it, on every backend."""
+    runtime = ToolRuntime(sandbox, Settings(home=tmp_path / "home", device="cpu"))
+    counted = count_params(runtime, CandidateInput(code=HIDES_ITS_WEIGHTS, **DIGITS))
+    assert counted.ok, counted.error
+    assert counted.params == 64 * 800 + 800 + 800 * 10 + 10
+    assert counted.size_mb == pytest.approx(((64 * 800 + 800 * 10) * 4 + (800 + 10) * 2) / 1e6)

@@ -10,13 +10,14 @@ import json
 import os
 import struct
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 from torch import nn
 
 from archsmith.scoring.format import PROGRAM_FILE, TENSORS_FILE, ProgramError
-from archsmith.scoring.handover import take_program
+from archsmith.scoring.handover import graph_difference, take_program
 from archsmith.scoring.program import export_program
 
 LIMIT = 1 << 24
@@ -39,8 +40,9 @@ def models(tmp_path: Path) -> Path:
 def test_a_valid_program_is_copied_with_its_size_from_the_header(job: Path, models: Path) -> None:
     taken = take_program(job, models, max_tensor_bytes=LIMIT)
     assert taken.directory.parent == models
-    assert taken.params == 4 * 3 + 3 + 3 + 3  # linear weight and bias, batch norm's two
-    # Parameters and the buffers (running mean and var, float32; the batch counter, int64).
+    # Every number: linear weight and bias, batch norm's two parameters, and its buffers
+    # (running mean and var; the batch counter, an int64).
+    assert taken.params == 4 * 3 + 3 + 3 + 3 + 3 + 3 + 1
     assert taken.size_bytes == (4 * 3 + 3 + 3 + 3) * 4 + 3 * 4 * 2 + 8
     for name in (PROGRAM_FILE, TENSORS_FILE):
         assert (taken.directory / name).read_bytes() == (job / name).read_bytes()
@@ -123,3 +125,67 @@ def test_a_missing_program_says_so(job: Path, models: Path) -> None:
     (job / PROGRAM_FILE).unlink()
     with pytest.raises(ProgramError, match=r"cannot open program\.json"):
         take_program(job, models, max_tensor_bytes=LIMIT)
+
+
+# -- graph_difference: one program from validation to the end -----------------------------------
+
+
+class _Scaled(nn.Module):
+    """A linear layer and a constant it multiplies by (export lifts the plain tensor)."""
+
+    def __init__(self, scale: float) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 3)
+        self.scale = torch.full((3,), scale)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x) * self.scale
+
+
+def _taken(tmp_path: Path, name: str, model: nn.Module) -> Any:
+    work = tmp_path / name
+    export_program(model.eval(), torch.randn(2, 4), work)
+    return take_program(work, tmp_path / "models", max_tensor_bytes=LIMIT)
+
+
+def test_the_same_graph_with_other_weights_is_the_same_program(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    first = _taken(tmp_path, "a", _Scaled(2.0))
+    trained = _taken(tmp_path, "b", _Scaled(2.0))  # new random weights: training changes them
+    assert graph_difference(trained.directory, first.directory) is None
+
+
+@pytest.mark.parametrize(
+    ("other", "said"),
+    [
+        (lambda: nn.Sequential(nn.Linear(4, 3), nn.ReLU()), "operators"),
+        (lambda: _Scaled(3.0), "constants in its graph differ"),
+    ],
+    ids=["another-graph", "another-constant"],
+)
+def test_another_graph_or_other_constants_are_another_program(
+    tmp_path: Path, other: Any, said: str
+) -> None:
+    validated = _taken(tmp_path, "a", _Scaled(2.0))
+    trained = _taken(tmp_path, "b", other())
+    why = graph_difference(trained.directory, validated.directory)
+    assert why is not None
+    assert said in why
+
+
+def test_tensors_of_another_shape_are_another_program(tmp_path: Path) -> None:
+    validated = _taken(tmp_path, "a", _Scaled(2.0))
+    bigger = _taken(tmp_path, "b", _Scaled(2.0))
+    # the same graph text, a tensor of another shape: forge the trained copy's header
+    raw = (bigger.directory / TENSORS_FILE).read_bytes()
+    (length,) = struct.unpack("<Q", raw[:8])
+    header = json.loads(raw[8 : 8 + length])
+    name = next(n for n in header if n.endswith("weight"))
+    header[name]["shape"] = [6, 2]
+    encoded = json.dumps(header).encode()
+    (bigger.directory / TENSORS_FILE).write_bytes(
+        struct.pack("<Q", len(encoded)) + encoded + raw[8 + length :]
+    )
+    why = graph_difference(bigger.directory, validated.directory)
+    assert why is not None
+    assert "dtypes or shapes differ" in why

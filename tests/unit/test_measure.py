@@ -121,4 +121,4 @@ def test_warm_up_leaves_a_program_that_inspects(tmp_path: Path) -> None:
     warm_up(tmp_path)
     found = op_inspect({"input_shape": [1, 8, 8], "num_classes": 2}, {"device": "cpu"}, tmp_path)
     assert found["matches"] is True
-    assert found["params"] == (4 * 9 + 4) + 2 * 4 + (4 * 2 + 2)
+    assert found["params"] == (4 * 9 + 4) + 2 * 4 + (2 * 4 + 1) + (4 * 2 + 2)  # BN's buffers too

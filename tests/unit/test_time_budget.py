@@ -19,7 +19,9 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
-SUITE = '''
+#: The shared fixtures, in a conftest below the one under test (as tests/integration's is): a
+#: session fixture's setup is seen only by hooks that reach the session, not a conftest's.
+FIXTURES = """
 import time
 import pytest
 
@@ -30,6 +32,11 @@ def shared_in_budget():
 @pytest.fixture(scope="module")
 def shared_over_budget():
     time.sleep(2.3)
+"""
+
+SUITE = '''
+import time
+import pytest
 
 def test_first_user_of_a_shared_fixture(shared_in_budget):
     pass
@@ -58,15 +65,18 @@ def test_marked_with_reason():
 def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """Each child test's name, mapped to PASSED or FAILED plus its message."""
     tmp_path = tmp_path_factory.mktemp("budget")
-    shutil.copy(REPO_ROOT / "tests" / "conftest.py", tmp_path / "conftest.py")
-    (tmp_path / "test_suite.py").write_text(SUITE)
+    below = tmp_path / "tests" / "integration"
+    below.mkdir(parents=True)
+    shutil.copy(REPO_ROOT / "tests" / "conftest.py", tmp_path / "tests" / "conftest.py")
+    (below / "conftest.py").write_text(FIXTURES)
+    (below / "test_suite.py").write_text(SUITE)
     (tmp_path / "pytest.ini").write_text("[pytest]\nmarkers =\n    slow: slow\n")
     env = {**os.environ, "ARCHSMITH_TEST_SLOW_LIMIT_S": "1"}
     env.pop("PYTEST_XDIST_WORKER", None)
     report = tmp_path / "report.xml"
     done = subprocess.run(
         [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-n", "0", "-q",
-         f"--junitxml={report}", str(tmp_path)],
+         f"--junitxml={report}", "tests"],
         cwd=tmp_path, capture_output=True, text=True, env=env, timeout=120,
     )  # fmt: skip
     assert report.is_file(), done.stdout + done.stderr
