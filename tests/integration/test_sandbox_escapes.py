@@ -46,6 +46,9 @@ def build_model(input_shape, num_classes):
 ARGS = {"input_shape": [1, 8, 8], "num_classes": 10}
 WALL = 6.0
 MARGIN = 12.0  # grace period, process start and teardown (a Docker kill on a loaded machine)
+#: The limit of a job whose test asserts what it answers, not when it stops: a cold job starts
+#: Python and torch, which takes more than ``WALL`` on a loaded 2-core machine.
+ANSWER_S = 60.0
 
 
 def run(sandbox: Sandbox, code: str, **limits: float) -> tuple[SandboxResult, float]:
@@ -108,8 +111,7 @@ class TestEscapes:
             f"s = socket.create_connection(('127.0.0.1', {port}), timeout=3)\n"
             "s.sendall(b'leak')\n"
         )
-        # Time enough for a cold job on a loaded machine: what is asserted is the refusal.
-        result, _ = run(sandbox, code, wall_time_s=60)
+        result, _ = run(sandbox, code, wall_time_s=ANSWER_S)
         time.sleep(0.5)
         assert got == []
         assert not result.ok
@@ -123,7 +125,7 @@ class TestEscapes:
         secret = tmp_path / "secret.txt"
         secret.write_text("TOP-SECRET-4711")
         code = f"raise RuntimeError(open({str(secret)!r}).read())\n"
-        result, _ = run(sandbox, code)
+        result, _ = run(sandbox, code, wall_time_s=ANSWER_S)
         assert not result.ok
         assert "TOP-SECRET-4711" not in everything(result)
         assert result.error is not None
@@ -131,7 +133,7 @@ class TestEscapes:
 
     def test_home_directory_is_invisible(self, sandbox: Sandbox) -> None:
         code = "import os\nraise RuntimeError(repr(os.listdir(os.path.expanduser('~root'))))\n"
-        result, _ = run(sandbox, code)
+        result, _ = run(sandbox, code, wall_time_s=ANSWER_S)
         assert not result.ok
         text = everything(result)
         assert ".bashrc" not in text
@@ -143,7 +145,7 @@ class TestEscapes:
         monkeypatch.setenv("OPENAI_API_KEY", "sk-test-DO-NOT-LEAK")
         monkeypatch.setenv("GOOGLE_API_KEY", "AIza-DO-NOT-LEAK")
         code = "import os\nraise RuntimeError(repr(dict(os.environ)))\n"
-        result, _ = run(sandbox, code)
+        result, _ = run(sandbox, code, wall_time_s=ANSWER_S)
         assert not result.ok
         text = everything(result)
         assert "DO-NOT-LEAK" not in text
@@ -162,7 +164,7 @@ class TestEscapes:
             "pathlib.Path('inside.txt').write_text('fine')\n"
             "raise RuntimeError(f'write errors: {errors}')\n"
         )
-        result, _ = run(sandbox, code)
+        result, _ = run(sandbox, code, wall_time_s=ANSWER_S)
         assert not target.exists()
         for p in ("/usr/pwned", "/etc/pwned", "/pwned"):
             assert not os.path.exists(p)
@@ -240,7 +242,7 @@ class TestEscapes:
             " capture_output=True, text=True)\n"
             "raise RuntimeError(out.stdout + out.stderr)\n"
         )
-        result, _ = run(sandbox, code)
+        result, _ = run(sandbox, code, wall_time_s=ANSWER_S)
         assert "SHELL-SECRET-99" not in everything(result)
         assert not target.exists()
         assert result.error is not None
@@ -269,7 +271,7 @@ class TestEscapes:
 
     def test_error_reports_the_candidates_line_without_host_paths(self, sandbox: Sandbox) -> None:
         code = "x = 1\ny = 2\nraise ValueError('boom')\n"
-        result, _ = run(sandbox, code)
+        result, _ = run(sandbox, code, wall_time_s=ANSWER_S)
         assert result.error is not None
         assert result.error.type == "ValueError"
         assert result.error.line == 3
@@ -283,7 +285,7 @@ class TestEscapes:
         forged.write_text('{"ok": true, "result": {"stolen": "FORGED-RESULT-1"}, "error": null}')
         forged.chmod(0o644)
         code = f"import os\nos.symlink({str(forged)!r}, 'result.json')\nos._exit(0)\n"
-        result, _ = run(sandbox, code)
+        result, _ = run(sandbox, code, wall_time_s=ANSWER_S)
         assert not result.ok
         assert "FORGED-RESULT-1" not in everything(result)
         assert result.error is not None
