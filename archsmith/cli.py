@@ -381,7 +381,7 @@ def _evaluate(
     """check_shapes, count_params, train_model, measure_energy; stop at the first failure."""
     from archsmith.tools.check_shapes import check_shapes
     from archsmith.tools.count_params import count_params
-    from archsmith.tools.measure_energy import measure_energy
+    from archsmith.tools.measure_energy import measure_energy, timed_is_scored
     from archsmith.tools.schemas import (
         CandidateInput,
         CheckShapesInput,
@@ -441,6 +441,7 @@ def _evaluate(
             runtime,
             MeasureEnergyInput(**shape_args, dataset=dataset, model_dir=trained.model_dir),
         )
+    measured = timed_is_scored(measured, trained.val_accuracy, trained.val_samples)
     report["measure_energy"] = measured.model_dump(mode="json")
     if not show:
         return report

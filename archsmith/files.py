@@ -35,6 +35,7 @@ __all__ = [
     "open_untrusted",
     "read_untrusted",
     "remove_untrusted_tree",
+    "written_in_place",
 ]
 
 log = logging.getLogger(__name__)
@@ -288,3 +289,21 @@ def _unlink_logged(name: str, dir_fd: int | None) -> bool:
         log.warning("could not remove %s left by a job: %s", name, e)
         return False
     return True
+
+
+@contextmanager
+def written_in_place(path: Path) -> Iterator[Path]:
+    """A scratch path to save ``path`` through, whose bytes are then copied into ``path`` itself.
+
+    In a sandbox, a job's outputs are files the host lent it, bound into its work directory: they
+    can be rewritten but not replaced, and a library that saves by renaming a temporary file over
+    its target (safetensors does) fails there. It saves the scratch file instead (on the job's
+    tmpfs), and the bytes go into ``path`` in place.
+    """
+    scratch = path.with_name(f".{path.name}.writing")
+    try:
+        yield scratch
+        with scratch.open("rb") as src, path.open("wb") as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+    finally:
+        scratch.unlink(missing_ok=True)

@@ -21,7 +21,7 @@ from archsmith.metrics import PARETO_AXES, pareto_front
 from archsmith.spec import TaskSpec
 from archsmith.tools.check_shapes import check_shapes
 from archsmith.tools.count_params import count_params
-from archsmith.tools.measure_energy import measure_energy
+from archsmith.tools.measure_energy import measure_energy, timed_is_scored
 from archsmith.tools.rulebook_advice import advise
 from archsmith.tools.runtime import PreparedRef
 from archsmith.tools.schemas import (
@@ -221,6 +221,8 @@ def evaluate(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any
         ),
         check=check,
     )
+    if "error" in at_check:
+        return {"error": at_check["error"], "error_stage": "measure_energy"}
     if not trained.ok and not trained.diverged:
         return {"error": _err(trained.error), "error_stage": "train_model"}
     evaluation: dict[str, Any] = {"train": trained.model_dump(mode="json")}
@@ -240,6 +242,8 @@ def evaluate(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any
             **shapes, dataset=spec.dataset, model_dir=trained.model_dir, max_val=ctx.max_val
         ),
     )
+    # The final program, scored by train_model and timed here: one program, the same answers.
+    measured = timed_is_scored(measured, trained.val_accuracy, trained.val_samples)
     if not measured.ok:
         return {"error": _err(measured.error), "error_stage": "measure_energy"}
     evaluation["measure"] = measured.model_dump(mode="json")
@@ -254,7 +258,11 @@ def _measure_at_check(
     keep: dict[str, Any],
 ) -> CheckFigures:
     """Score and time the paused program for the early-stopping check; its timing is kept in
-    ``keep["measure"]`` (it is the final program's: the same graph)."""
+    ``keep["measure"]`` (it is the final program's: the same graph).
+
+    The paused program's timed accuracy must be its scored one; when it is not, the candidate
+    fails with the error kept in ``keep["error"]`` (``evaluate`` reads it once training returns).
+    """
     scored = score_program(ctx.tools, _prepared(ctx, spec), model_dir, ["train", "val"])
     if not scored.ok:
         why = scored.error.message if scored.error else "no reason given"
@@ -268,6 +276,10 @@ def _measure_at_check(
         ),
     )
     if speed.ok:
+        speed = timed_is_scored(speed, figures.get("val_accuracy"), figures.get("val_samples"))
+        if not speed.ok:
+            keep["error"] = _err(speed.error)
+            return CheckFigures(problem=str(keep["error"]["message"]))
         keep["measure"] = speed.model_dump(mode="json")
     return CheckFigures(
         train_accuracy=figures.get("train_accuracy"),

@@ -19,6 +19,7 @@ import logging
 import os
 import re
 import signal
+import stat
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -30,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from archsmith.errors import ArchsmithError, InputError
 from archsmith.files import UntrustedFileError, open_untrusted, read_untrusted
+from archsmith.scoring.format import JOB_OUTPUTS, RESULT_FILE
 
 __all__ = [
     "CANDIDATE_FILE",
@@ -53,15 +55,16 @@ __all__ = [
     "interrupts_stop_jobs",
     "prepare_work_dir",
     "read_result",
+    "settle_outputs",
     "signal_group",
     "strip_host_paths",
     "truncate",
+    "work_files",
 ]
 
 log = logging.getLogger(__name__)
 
 JOB_FILE = "job.json"
-RESULT_FILE = "result.json"
 CANDIDATE_FILE = "candidate.py"
 
 ToolName = Literal["build", "train", "export", "inspect", "score", "speed", "verify", "selftest"]
@@ -166,6 +169,18 @@ class SandboxLimits(BaseModel):
     memory_mb: int = Field(default=6144, gt=0, description="Memory limit in MiB.")
     max_processes: int = Field(default=256, gt=0, description="Most processes/threads at once.")
     max_file_size_mb: int = Field(default=2048, gt=0, description="Largest file it may write.")
+    scratch_mb: int = Field(
+        default=1024,
+        gt=0,
+        description="Size of each tmpfs the job writes freely in (its work directory and /tmp):"
+        " memory, gone when the job ends; only its declared outputs reach the disk.",
+    )
+    scratch_files: int = Field(
+        default=20_000,
+        gt=0,
+        description="Files and directories each of those tmpfs may hold (where the backend can set"
+        " it: the warm sandbox and Docker).",
+    )
     cpu_time_s: int | None = Field(default=None, gt=0, description="CPU-seconds limit, if any.")
     max_output_bytes: int = Field(
         default=64_000, gt=0, description="Stdout/stderr kept from the job (the tail)."
@@ -327,9 +342,45 @@ def prepare_work_dir(
             else None
         ),
         "max_output_bytes": job.limits.max_output_bytes,
+        "scratch_bytes": job.limits.scratch_mb * 1024 * 1024,
+        "scratch_files": job.limits.scratch_files,
     }
     _create(work_dir / JOB_FILE, json.dumps(data).encode("utf-8"))
+    for name in JOB_OUTPUTS.get(job.tool, (RESULT_FILE,)):
+        if not os.path.lexists(work_dir / name):
+            _create(work_dir / name, b"")
     return data
+
+
+def work_files(work_dir: Path, tool: str) -> list[tuple[str, bool]]:
+    """The files a job's work directory lends it, each with whether the job may write it.
+
+    A backend mounts a size-limited tmpfs as the job's work directory and binds each of these
+    files into it: the job can rewrite its declared outputs (``JOB_OUTPUTS``, each bounded by the
+    file-size limit), read its inputs, and nothing else it writes reaches the host's disk, so a job
+    can neither fill the disk nor leave a tree for the host to walk. The names are the host's own
+    (``prepare_work_dir`` made them), read before the job starts.
+    """
+    outputs = set(JOB_OUTPUTS.get(tool, (RESULT_FILE,)))
+    return [(name, name in outputs) for name in sorted(os.listdir(work_dir))]
+
+
+def settle_outputs(work_dir: Path, tool: str) -> None:
+    """Forget the declared outputs the job left empty: a file it did not write is no file.
+
+    The host created every output empty before the job, so the readers of a finished job's files
+    keep meaning "absent" by "not there". Only regular files the host made are removed.
+    """
+    for name in JOB_OUTPUTS.get(tool, (RESULT_FILE,)):
+        path = work_dir / name
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            continue
+        except OSError as e:
+            raise SandboxError(f"cannot read the job's {name}: {e}") from e
+        if stat.S_ISREG(st.st_mode) and st.st_size == 0:
+            path.unlink()
 
 
 #: A result larger than this is not the runner's (it writes a few kB); it is refused unread.
@@ -360,6 +411,7 @@ def read_result(work_dir: Path) -> dict[str, Any] | None:
 
 def build_result(
     *,
+    tool: str,
     work_dir: Path,
     backend: str,
     wall_time_s: float,
@@ -387,6 +439,7 @@ def build_result(
         "stderr_tail": err_tail,
         "work_dir": work_dir if keep_work_dir else None,
     }
+    settle_outputs(work_dir, tool)
     data = None if timed_out else read_result(work_dir)
     if data is not None:
         try:

@@ -1,7 +1,9 @@
 """The Docker backend: each job runs in a fresh, locked-down container that is always removed.
 
-The container sees its work directory read-write at ``SANDBOX_WORK``, the dataset read-only under
-``SANDBOX_DATA``, a private tmpfs ``/tmp`` and nothing else writable (read-only root). It has no
+The container's work directory at ``SANDBOX_WORK`` is a size-limited tmpfs with the host's files of
+the job bound in (its declared outputs writable, its inputs read-only); it sees the dataset
+read-only under ``SANDBOX_DATA``, a private tmpfs ``/tmp`` and nothing else writable (read-only
+root). It has no
 network, no capabilities, ``no-new-privileges``, a non-root user, hard memory (swap included),
 process, CPU and file-size limits, an init process that forwards signals and reaps children, and an
 environment built from an allow-list: nothing of the host's environment (API keys, tokens) enters.
@@ -50,6 +52,7 @@ from archsmith.sandbox.base import (
     build_result,
     cancellable,
     prepare_work_dir,
+    work_files,
 )
 from archsmith.sandbox.pyview import python_view
 
@@ -287,6 +290,7 @@ class DockerSandbox:
             labels.update({p: "<python>" for p in (sys.prefix, sys.base_prefix)})
             labels[str(_package_dir())] = "<archsmith>"
         return build_result(
+            tool=job.tool,
             work_dir=work_dir,
             backend=self.name,
             wall_time_s=observed.wall_time_s,
@@ -317,7 +321,13 @@ class DockerSandbox:
             raise SandboxError(f"cannot read the Docker engine's CPU count: {e}") from e
 
     def _mounts(self, job: SandboxJob, work_dir: Path) -> list[Mount]:
-        mounts = [Mount(SANDBOX_WORK, str(work_dir), type="bind", read_only=False)]
+        # The work directory is a tmpfs (``_tmpfs``); the host's files are bound into it, so only
+        # the declared outputs reach the disk (``base.work_files``).
+        mounts = [
+            Mount(f"{SANDBOX_WORK}/{name}", str(work_dir / name), type="bind",
+                  read_only=not writable)
+            for name, writable in work_files(work_dir, job.tool)
+        ]  # fmt: skip
         if job.dataset_path is not None:
             try:
                 data = job.dataset_path.resolve(strict=True)
@@ -347,10 +357,14 @@ class DockerSandbox:
             mounts += [Mount(p, p, type="bind", read_only=True) for p in view.entries]
         return mounts
 
-    def _tmpfs(self, limits: SandboxLimits) -> dict[str, str]:
-        """A private /tmp, and an empty file system over each site directory of the host's."""
-        tmp_mb = min(limits.memory_mb, limits.max_file_size_mb)
-        found = {"/tmp": f"rw,nosuid,nodev,size={tmp_mb}m"}
+    def _tmpfs(self, limits: SandboxLimits, user: str) -> dict[str, str]:
+        """A private /tmp and work directory of the job's scratch bounds, and an empty file system
+        over each site directory of the host's."""
+        scratch = f"rw,nosuid,nodev,size={limits.scratch_mb}m,nr_inodes={limits.scratch_files}"
+        # The engine gives a tmpfs over an image's directory that directory's owner and mode:
+        # the job's user must own its work directory outright.
+        uid, _, gid = user.partition(":")
+        found = {"/tmp": scratch, SANDBOX_WORK: f"{scratch},mode=700,uid={uid},gid={gid or uid}"}
         if self.mount_host_python:
             empty = "rw,nosuid,nodev,noexec,size=1m,mode=755"
             found.update({p: empty for p in python_view().hidden})
@@ -381,7 +395,7 @@ class DockerSandbox:
             "working_dir": SANDBOX_WORK,
             "environment": {**SANDBOX_ENV, "OMP_NUM_THREADS": str(max(1, math.floor(cpus)))},
             "mounts": self._mounts(job, work_dir),
-            "tmpfs": self._tmpfs(limits),
+            "tmpfs": self._tmpfs(limits, user),
             "read_only": True,
             "network_mode": "none",
             "cap_drop": ["ALL"],

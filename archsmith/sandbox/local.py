@@ -50,6 +50,7 @@ from archsmith.sandbox.base import (
     cancellable,
     prepare_work_dir,
     signal_group,
+    work_files,
 )
 from archsmith.sandbox.cgroups import JobCgroup, create_job_cgroup
 from archsmith.sandbox.pyview import python_view
@@ -112,8 +113,10 @@ def find_bwrap(chosen: str | None = None) -> tuple[str | None, tuple[str, ...]]:
             reasons.append(f"{what} is not installed")
             continue
         try:
+            # A size-limited tmpfs is how a job's disk is bounded (bubblewrap 0.10 on).
+            argv = [path, "--unshare-all", "--die-with-parent", "--ro-bind", "/", "/"]
             probe = subprocess.run(
-                [path, "--unshare-all", "--die-with-parent", "--ro-bind", "/", "/", "true"],
+                [*argv, "--size", str(_MIB), "--tmpfs", "/tmp", "true"],
                 capture_output=True,
                 timeout=20,
                 check=False,
@@ -259,7 +262,8 @@ class LocalSandbox:
                 argv += ["--ro-bind", f, f]
         # The private /tmp first: the interpreter, the venv or the package may live under /tmp
         # (a CI checkout does), and a later tmpfs would hide their mounts.
-        argv += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+        scratch = str(job.limits.scratch_mb * _MIB)
+        argv += ["--proc", "/proc", "--dev", "/dev", "--size", scratch, "--tmpfs", "/tmp"]
         # The keyring is not namespaced: /proc/keys would list the host user's keys.
         for f in ("/proc/keys", "/proc/key-users"):
             if os.path.exists(f):
@@ -311,7 +315,7 @@ class LocalSandbox:
                 # bubblewrap puts the filter in force once the sandbox is set up, before exec.
                 filter_fd = seccomp.program_fd()
                 argv = self._bwrap_argv(
-                    self.bwrap, job, env, ["--bind", str(wd), SANDBOX_WORK],
+                    self.bwrap, job, env, _work_mounts(job, wd),
                     "archsmith.sandbox.runner", SANDBOX_WORK, ["--seccomp", str(filter_fd)],
                 )  # fmt: skip
             else:
@@ -476,6 +480,7 @@ class LocalSandbox:
         wall = time.monotonic() - start
         memory_exceeded = cgroup.memory_exceeded() if cgroup is not None else False
         return build_result(
+            tool=job.tool,
             work_dir=wd,
             backend=self.name,
             wall_time_s=wall,
@@ -487,6 +492,19 @@ class LocalSandbox:
             memory_exceeded=memory_exceeded,
             keep_work_dir=keep,
         )
+
+
+def _work_mounts(job: SandboxJob, wd: Path) -> list[str]:
+    """A cold job's work directory: a tmpfs of ``scratch_mb`` with the host's files bound into it
+    (``base.work_files``): its outputs writable, its inputs read-only, nothing else on disk.
+
+    bubblewrap sets a tmpfs's size but not its inode count; the files a job makes there are
+    kernel memory, charged to its cgroup where it has one, and end with it.
+    """
+    argv = ["--size", str(job.limits.scratch_mb * _MIB), "--tmpfs", SANDBOX_WORK]
+    for name, writable in work_files(wd, job.tool):
+        argv += ["--bind" if writable else "--ro-bind", str(wd / name), f"{SANDBOX_WORK}/{name}"]
+    return argv
 
 
 def _userns_works(bwrap: str) -> bool:

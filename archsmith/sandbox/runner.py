@@ -98,10 +98,14 @@ def describe(exc: BaseException, candidate: str, work_dir: str) -> dict[str, Any
 
 
 def write_result(work_dir: Path, payload: dict[str, Any]) -> None:
-    """Write result.json atomically so the host never reads half a result."""
-    tmp = work_dir / (RESULT_FILE + ".tmp")
-    tmp.write_text(json.dumps(payload, allow_nan=False, default=str), encoding="utf-8")
-    os.replace(tmp, work_dir / RESULT_FILE)
+    """Write result.json in place: it is a file the host lent the job, which cannot be replaced.
+
+    The host reads it only once every process of the job has ended; a job killed while writing
+    leaves JSON that does not parse, which the host reads as no result.
+    """
+    (work_dir / RESULT_FILE).write_text(
+        json.dumps(payload, allow_nan=False, default=str), encoding="utf-8"
+    )
 
 
 def _selftest(job: dict[str, Any], work_dir: Path) -> dict[str, Any]:

@@ -229,6 +229,7 @@ class WarmSandbox:
         if memory:
             self.close()  # the kernel may have chosen the server, not only the job
         return build_result(
+            tool=job.tool,
             work_dir=wd,
             backend=self.backend,
             wall_time_s=wall,

@@ -11,8 +11,10 @@ Each child isolates itself before any job code runs, so a job sees what a cold s
 nothing of the jobs before or after it:
 
 - a new user namespace (same uid, nobody), and in it new mount, IPC, network and UTS namespaces:
-  its own work directory at ``/sandbox/work``, the spool covered by an empty read-only tmpfs, and a
-  fresh /tmp and /dev/shm; System V and POSIX IPC objects, abstract sockets and the loopback die
+  its own work directory at ``/sandbox/work`` (a tmpfs of the job's ``scratch_mb`` and
+  ``scratch_files``, with the host's files of its spool directory bound in: outputs writable, inputs
+  read-only), the spool covered by an empty read-only tmpfs, and a fresh /tmp and /dev/shm of the
+  same bounds; System V and POSIX IPC objects, abstract sockets and the loopback die
   with the job;
 - then it drops every capability, sets ``no_new_privs`` and installs the seccomp filter that
   bubblewrap gives a cold job (``archsmith.sandbox.seccomp``: no keyring, tracing, bpf, io_uring,
@@ -68,6 +70,8 @@ _CLONE_NEWNET = 0x40000000
 _MS_RDONLY = 1
 _MS_NOSUID = 2
 _MS_NODEV = 4
+_MS_NOEXEC = 8
+_MS_REMOUNT = 32
 _MS_BIND = 4096
 _MS_REC = 16384
 _MS_PRIVATE = 1 << 18
@@ -156,21 +160,36 @@ def _python_view() -> list[str]:
 def isolate(name: str, bpf: bytes) -> None:
     """Make this process a job's sandbox: its directory only, fresh /tmp, no capabilities, the
     seccomp program ``bpf`` in force."""
+    from archsmith.sandbox.base import JOB_FILE, work_files
+
     _new_namespaces()
-    _mount(f"{SPOOL}/{name}", WORK, None, _MS_BIND, None)
+    job_dir = f"{SPOOL}/{name}"
+    # The host wrote job.json and every file of the directory; the job has not run yet.
+    job = json.loads(Path(job_dir, JOB_FILE).read_bytes())
+    scratch = f"size={int(job['scratch_bytes'])},nr_inodes={int(job['scratch_files'])}"
+    _mount("tmpfs", WORK, "tmpfs", _MS_NOSUID | _MS_NODEV, f"{scratch},mode=755")
+    for file, writable in work_files(Path(job_dir), str(job["tool"])):
+        target = f"{WORK}/{file}"
+        os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644))
+        _mount(f"{job_dir}/{file}", target, None, _MS_BIND, None)
+        if not writable:
+            # A remount must keep the flags the outer sandbox locked on the spool's mount.
+            kept = os.statvfs(target).f_flag & (_MS_NOSUID | _MS_NODEV | _MS_NOEXEC)
+            flags = _MS_BIND | _MS_REMOUNT | _MS_RDONLY | kept
+            _mount(None, target, None, flags, None)
     _mount("tmpfs", SPOOL, "tmpfs", _MS_NOSUID | _MS_NODEV | _MS_RDONLY, "size=4k,mode=555")
     # Held open across the new /tmp, then bound back from the descriptor (a view under /tmp).
     keep = [
         (p, os.open(p, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC))
         for p in view_under_tmp(_python_view())
     ]
-    _mount("tmpfs", "/tmp", "tmpfs", _MS_NOSUID | _MS_NODEV, "mode=1777")
+    _mount("tmpfs", "/tmp", "tmpfs", _MS_NOSUID | _MS_NODEV, f"{scratch},mode=1777")
     for path, fd in keep:
         os.makedirs(path, exist_ok=True)
         _mount(f"/proc/self/fd/{fd}", path, None, _MS_BIND | _MS_REC, None)
         os.close(fd)
     if os.path.isdir("/dev/shm"):
-        _mount("tmpfs", "/dev/shm", "tmpfs", _MS_NOSUID | _MS_NODEV, "mode=1777")
+        _mount("tmpfs", "/dev/shm", "tmpfs", _MS_NOSUID | _MS_NODEV, f"{scratch},mode=1777")
     os.chdir(WORK)
     _drop_capabilities()
     seccomp.install(bpf)

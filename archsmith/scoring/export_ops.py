@@ -25,6 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from archsmith.files import written_in_place
 from archsmith.scoring.candidate import build
 from archsmith.scoring.common import (
     EXPORT_ATOL,
@@ -36,6 +37,7 @@ from archsmith.scoring.common import (
     job_threads,
     load_data,
 )
+from archsmith.scoring.format import ONNX_FILE, SAFETENSORS_FILE, TORCHSCRIPT_FILE
 
 __all__ = [
     "EXPORT_ATOL",
@@ -49,10 +51,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: What ``export`` writes into its work directory; the host copies only these names.
-SAFETENSORS_FILE = "model.safetensors"
-ONNX_FILE = "model.onnx"
-TORCHSCRIPT_FILE = "model.torchscript.pt"
 EXPORT_FORMATS = ("onnx", "torchscript", "pytorch")
 #: The lowest opset the dynamo exporter implements natively (a lower one goes through a version
 #: converter that fails on common graphs); onnxruntime runs it from 1.14 on.
@@ -181,6 +179,13 @@ _EXPORTERS: dict[str, tuple[str, tuple[str, ...]]] = {
 }
 
 
+def _emptied(path: Path) -> None:
+    """Leave no file of a failed exporter: emptied in place, since in a sandbox it is a file the
+    host lent the job (``JOB_OUTPUTS``), and the host reads an empty output as none."""
+    if path.exists():
+        path.write_bytes(b"")
+
+
 def _export_checked(
     fmt: str,
     model: nn.Module,
@@ -198,7 +203,7 @@ def _export_checked(
     attempts: list[dict[str, Any]] = out["attempts"]
     for exporter in exporters:
         started = time.perf_counter()
-        path.unlink(missing_ok=True)
+        _emptied(path)
         try:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
@@ -234,7 +239,7 @@ def _export_checked(
         out["exporter"] = exporter
         out["fallback_reason"] = attempts[0]["error"] if exporter != exporters[0] else None
         return check
-    path.unlink(missing_ok=True)
+    _emptied(path)
     raise ExportCheckError(
         f"the model cannot be exported as {fmt}: "
         + "; ".join(f"{a['exporter']}: {a['error']}" for a in attempts)
@@ -369,7 +374,8 @@ def op_export(
     files = [SAFETENSORS_FILE]
     try:
         # save_model keeps one name of each group of tied tensors; load_model restores the rest.
-        st.save_model(model, str(work_dir / SAFETENSORS_FILE), metadata={"format": "pt"})
+        with written_in_place(work_dir / SAFETENSORS_FILE) as path:
+            st.save_model(model, str(path), metadata={"format": "pt"})
         fresh = build(candidate, list(data.input_shape), data.num_classes)
         st.load_model(fresh, str(work_dir / SAFETENSORS_FILE), strict=True)
         fresh.to(cpu).eval()

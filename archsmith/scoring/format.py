@@ -16,10 +16,15 @@ from archsmith.files import UntrustedFileError, read_untrusted
 __all__ = [
     "FORMAT",
     "IDENTIFIER",
+    "JOB_OUTPUTS",
     "MAX_NODES",
     "MAX_PROGRAM_BYTES",
+    "ONNX_FILE",
     "PROGRAM_FILE",
+    "RESULT_FILE",
+    "SAFETENSORS_FILE",
     "TENSORS_FILE",
+    "TORCHSCRIPT_FILE",
     "TRAIN_STATE_FILE",
     "VALIDATED_FILES",
     "VERSION",
@@ -37,6 +42,20 @@ TRAIN_STATE_FILE = "train-state.pt"
 #: (by the names it has on the host), so the job can fill the same graph with trained tensors
 #: instead of exporting again. Not the names a job writes its own program under.
 VALIDATED_FILES = {"validated.json": PROGRAM_FILE, "validated.safetensors": TENSORS_FILE}
+#: What ``export`` writes; the host copies only these names.
+SAFETENSORS_FILE = "model.safetensors"
+ONNX_FILE = "model.onnx"
+TORCHSCRIPT_FILE = "model.torchscript.pt"
+#: The runner's answer, which every job writes.
+RESULT_FILE = "result.json"
+#: Every file a job of each tool may leave for the host, and nothing else reaches the host's disk:
+#: each is a file the host creates and lends to the job (``archsmith.sandbox.base.work_files``);
+#: everything else the job writes goes to a size-limited tmpfs that ends with it.
+JOB_OUTPUTS: dict[str, tuple[str, ...]] = {
+    "build": (RESULT_FILE, PROGRAM_FILE, TENSORS_FILE),
+    "train": (RESULT_FILE, PROGRAM_FILE, TENSORS_FILE, TRAIN_STATE_FILE),
+    "export": (RESULT_FILE, SAFETENSORS_FILE, ONNX_FILE, TORCHSCRIPT_FILE),
+}
 FORMAT = "archsmith-program"
 VERSION = 1
 #: A program.json larger than this is not one an honest export writes; it is refused unread.

@@ -8,13 +8,19 @@ module: a candidate cannot patch this code, forge its result or see the labels i
 - ``score``: training and validation accuracy and loss, and the test split's when asked (once, at
   the end of a run); a non-finite loss or output is divergence.
 - ``speed``: throughput at the batch size over the validation split, batch-1 latency, inference
-  energy. The accuracy pass and the timed passes use the same batches, and batch-1 outputs must
-  match the batched ones: a program, which has no state, cannot be fast on the timed passes and
-  right on the scored ones.
+  energy, and the validation accuracy of the timed passes' own answers: every pass must answer as
+  the first (``scoring.agreement``), and batch-1 outputs must match the batched ones, so what was
+  timed is what was scored (the host holds this accuracy to the ``score`` job's).
+
+A program has no state (the loader's operator allowlist is the mechanism). On top of it, every op
+takes a digest of each tensor the program holds and of each input tensor it feeds it, before the
+program's first call and after its last (``_Tripwire``): a change is a ContractError, so the
+figures are never returned.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import statistics
 import time
@@ -22,8 +28,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import fx
+from torch import fx, nn
 
+from archsmith.scoring.agreement import pass_flips_allowed
 from archsmith.scoring.common import (
     EXPORT_ATOL,
     EXPORT_RTOL,
@@ -57,6 +64,74 @@ def _program(work_dir: Path, device: torch.device) -> tuple[fx.GraphModule, dict
     return load_program(work_dir, str(device))
 
 
+def _held_tensors(module: nn.Module) -> dict[str, torch.Tensor]:
+    """Every tensor ``module`` holds, by name: parameters, buffers and plain tensor attributes."""
+    held: dict[str, torch.Tensor] = {}
+    for prefix, sub in module.named_modules(remove_duplicate=False):
+        for name, value in [*sub._parameters.items(), *sub._buffers.items(), *vars(sub).items()]:
+            if isinstance(value, torch.Tensor):
+                held[f"{prefix}.{name}" if prefix else name] = value
+    return held
+
+
+def _digest(tensor: torch.Tensor) -> bytes:
+    """blake2b of a tensor's dtype, shape and bytes (copied to the CPU first when elsewhere)."""
+    digest = hashlib.blake2b(f"{tensor.dtype} {list(tensor.shape)}".encode(), digest_size=32)
+    with torch.inference_mode():
+        raw = tensor.detach().reshape(-1).contiguous().view(torch.uint8).cpu()
+    digest.update(raw.numpy().data)
+    return digest.digest()
+
+
+class _Tripwire:
+    """Digests of the program's tensors and of the inputs a job feeds it, taken before the
+    program's first call and compared after its last.
+
+    Not the mechanism that keeps a program from keeping state (the loader's allowlist is): a
+    program could put its tensors back before a job ends. What it catches is a write that
+    outlives the job's work, into the program's tensors or the split it is fed; a figure measured
+    on a program that changed is not returned. An image batch is normalised into a new tensor for
+    every call, so a write to it dies with the batch; a text batch is a slice of the split itself,
+    which the split's digest covers.
+    """
+
+    def __init__(self, module: nn.Module, inputs: dict[str, torch.Tensor | None]) -> None:
+        self._module = module
+        self._inputs = {name: t for name, t in inputs.items() if t is not None}
+        self._before = self._digests()
+
+    def _digests(self) -> dict[str, bytes]:
+        tensors = {f"its {name}": t for name, t in _held_tensors(self._module).items()}
+        tensors.update({f"the {name} it was fed": t for name, t in self._inputs.items()})
+        return {name: _digest(t) for name, t in tensors.items()}
+
+    def check(self) -> None:
+        """Raise ContractError when a tensor changed (or one appeared or went) since the start."""
+        after = self._digests()
+        changed = sorted(
+            n for n in self._before.keys() | after.keys() if self._before.get(n) != after.get(n)
+        )
+        if changed:
+            shown = ", ".join(n[:80] for n in changed[:3]) + (", ..." if len(changed) > 3 else "")
+            raise ContractError(
+                f"the program's tensors changed while it was measured ({shown}): a measured"
+                " program has no state and writes nothing it is given, so its figures are not"
+                " returned"
+            )
+
+
+def _data_tensors(dev: Any) -> dict[str, torch.Tensor | None]:
+    """The tensors of a ``DeviceData`` a job feeds the program from, by what they are."""
+    return {
+        "training samples": dev.x_train,
+        "training labels": dev.y_train,
+        "validation samples": dev.x_val,
+        "validation labels": dev.y_val,
+        "normalisation mean": dev.mean,
+        "normalisation std": dev.std,
+    }
+
+
 def _check_input(program: dict[str, Any], input_shape: list[int], is_text: bool) -> None:
     """The program must take the dataset's samples, in the dataset's dtype."""
     want = [None, *input_shape]
@@ -81,11 +156,14 @@ def op_inspect(args: dict[str, Any], job: dict[str, Any], work_dir: Path) -> dic
         args.get("task") == "text_classification",
     )
     expected = [2, int(args["num_classes"])]
+    pair, one = dummy_input(args, 2, cpu), dummy_input(args, 1, cpu)
+    tripwire = _Tripwire(module, {"dummy batch": pair, "dummy sample": one})
     with torch.inference_mode():
-        out = module(dummy_input(args, 2, cpu))
+        out = module(pair)
         counter = FlopCounterMode(display=False)
         with counter:
-            module(dummy_input(args, 1, cpu))
+            module(one)
+    tripwire.check()
     got = list(out.shape) if isinstance(out, torch.Tensor) else []
     result: dict[str, Any] = {
         "output_shape": got,
@@ -138,13 +216,16 @@ def op_score(args: dict[str, Any], job: dict[str, Any], work_dir: Path) -> dict[
         "val": (dev.x_val, dev.y_val),
     }
     test = getattr(data, "x_test", None)
+    test_x = test_y = None
     if "test" in splits:
         if test is None or len(test) == 0:
             raise ContractError("the test split was asked for, and this dataset has none")
-        parts["test"] = (
-            torch.from_numpy(test).to(device),
-            torch.from_numpy(data.y_test).to(device),
-        )
+        test_x = torch.from_numpy(test).to(device)
+        test_y = torch.from_numpy(data.y_test).to(device)
+        parts["test"] = (test_x, test_y)
+    tripwire = _Tripwire(
+        module, {**_data_tensors(dev), "test samples": test_x, "test labels": test_y}
+    )
     started = time.perf_counter()
     first = next((x for x, _ in parts.values() if len(x)), None)
     if first is not None:
@@ -165,6 +246,7 @@ def op_score(args: dict[str, Any], job: dict[str, Any], work_dir: Path) -> dict[
         result[f"{name}_accuracy"] = acc
         result[f"{name}_samples"] = int(x.shape[0])
         diverged = diverged or (len(x) > 0 and not math.isfinite(loss))
+    tripwire.check()
     result["diverged"] = diverged
     result["work_seconds"] = time.perf_counter() - started
     if diverged:
@@ -178,9 +260,16 @@ def op_score(args: dict[str, Any], job: dict[str, Any], work_dir: Path) -> dict[
 
 
 def op_speed(args: dict[str, Any], job: dict[str, Any], work_dir: Path) -> dict[str, Any]:
-    """Throughput over the validation split, batch-1 latency, and inference energy."""
+    """Throughput over the validation split, batch-1 latency, inference energy, and the
+    validation accuracy of the timed passes' own answers.
+
+    Each timed pass keeps its answers (the argmax of each batch, part of the timed work as it is
+    of any classifier's); every pass must give the first pass's answers (``scoring.agreement``),
+    and the accuracy is the first pass's, so the figure the host compares with the ``score`` job's
+    is the timed computation's own.
+    """
     from archsmith.metrics import joules_to_kwh_pue
-    from archsmith.training import DeviceData, evaluate
+    from archsmith.training import DeviceData
 
     device, data, is_text = setup(job)
     module, program = _program(work_dir, device)
@@ -192,17 +281,21 @@ def op_speed(args: dict[str, Any], job: dict[str, Any], work_dir: Path) -> dict[
     n = int(dev.x_val.shape[0])
     if n == 0:
         raise ContractError("the validation split is empty")
+    tripwire = _Tripwire(module, _data_tensors(dev))
     started = time.perf_counter()
     batch = int(args.get("batch_size", 256))
     min_seconds = float(args.get("min_seconds", 1.0))
     warmup = int(args.get("warmup", 3))
     _check_output(module, dev.prepare(dev.x_val[:2]), data.num_classes)
     consistency = _batch_consistency(module, dev, batch)
+    answers: list[list[torch.Tensor]] = []
 
     def one_pass() -> None:
+        kept: list[torch.Tensor] = []
         with torch.inference_mode():
             for i in range(0, n, batch):
-                module(dev.prepare(dev.x_val[i : i + batch]))
+                kept.append(module(dev.prepare(dev.x_val[i : i + batch])).argmax(dim=1))
+        answers.append(kept)
 
     with torch.inference_mode():
         for _ in range(warmup):
@@ -227,7 +320,9 @@ def op_speed(args: dict[str, Any], job: dict[str, Any], work_dir: Path) -> dict[
             dt = timed(lambda: module(x1), device)
             lat.append(dt * 1e3)
             spent += dt
-    _, val_acc = evaluate(module, dev, dev.x_val, dev.y_val, batch_size=batch, amp_dtype=None)
+    tripwire.check()
+    agreement, first = _passes_agree(answers, device)
+    correct = int((first == dev.y_val).sum().item())
     val_j = per_image_j * n
     return {
         "fps": images / seconds if seconds > 0 else math.inf,
@@ -244,13 +339,38 @@ def op_speed(args: dict[str, Any], job: dict[str, Any], work_dir: Path) -> dict[
         "val_energy_kwh_pue": joules_to_kwh_pue(val_j),
         "val_energy_source": energy.source.value,
         "val_energy_detail": energy.detail,
-        "val_accuracy": val_acc,
+        "val_accuracy": correct / n,
         "val_samples": n,
+        "pass_agreement": agreement,
         "batch_consistency": consistency,
         "device": str(device_of(job)),
         # The measuring work above (everything after loading the data and the program).
         "work_seconds": time.perf_counter() - started,
     }
+
+
+def _passes_agree(
+    answers: list[list[torch.Tensor]], device: torch.device
+) -> tuple[dict[str, Any], torch.Tensor]:
+    """Every timed pass's answers against the first's, and the first's answers.
+
+    A program has no state, so the same batches get the same answers on every pass: exactly on a
+    CPU, up to the ties ``pass_flips_allowed`` grants a GPU. Raises ContractError for a pass that
+    answered otherwise on more samples.
+    """
+    stacked = torch.stack([torch.cat(kept) for kept in answers])
+    samples = int(stacked.shape[1])
+    moved = [int(m) for m in (stacked != stacked[0]).sum(dim=1).tolist()]
+    allowed = pass_flips_allowed(samples, str(device))
+    worst = max(moved)
+    if worst > allowed:
+        raise ContractError(
+            f"timed pass {moved.index(worst) + 1} of {len(moved)} answered {worst} of {samples}"
+            f" validation samples otherwise than the first (at most {allowed} may differ on"
+            f" {device}): a program has no state, so the same batches get the same answers on"
+            " every pass, and its accuracy and speed cannot be measured honestly"
+        )
+    return {"passes": len(moved), "max_samples_changed": worst, "allowed": allowed}, stacked[0]
 
 
 def _batch_consistency(module: fx.GraphModule, dev: Any, batch: int) -> dict[str, Any]:
@@ -343,8 +463,11 @@ def op_verify(args: dict[str, Any], job: dict[str, Any], work_dir: Path) -> dict
     )  # fmt: skip
     sample = dev.prepare(dev.x_val)
     batches = [sample, sample[:1]] if n > 1 else [sample]
+    # The exported file is run on the same batches next: they must be what the program was fed.
+    tripwire = _Tripwire(module, {**_data_tensors(dev), "batch to check": sample})
     with torch.inference_mode():
         reference = [as_numpy(module(b)) for b in batches]
+    tripwire.check()
     path = work_dir / _EXPORTED[fmt]
     open_untrusted(path, _MAX_EXPORTED_BYTES).close()  # a regular file of bounded size, no link
     run = exported_file_runner(fmt, path)

@@ -35,6 +35,7 @@ from typing import Any
 import torch
 from torch import fx, nn
 
+from archsmith.files import written_in_place
 from archsmith.scoring.allowed_ops import check_call, check_operator
 from archsmith.scoring.format import (
     FORMAT,
@@ -450,10 +451,10 @@ def _write_program(
     import safetensors.torch
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    for name in (PROGRAM_FILE, TENSORS_FILE):
-        (out_dir / name).unlink(missing_ok=True)
+    # Written in place: in a sandbox these are files the host lent the job, which stay its own.
     (out_dir / PROGRAM_FILE).write_text(json.dumps(program, allow_nan=False), encoding="utf-8")
-    safetensors.torch.save_file(tensors, str(out_dir / TENSORS_FILE), metadata={"format": FORMAT})
+    with written_in_place(out_dir / TENSORS_FILE) as path:
+        safetensors.torch.save_file(tensors, str(path), metadata={"format": FORMAT})
 
 
 # -- load ------------------------------------------------------------------------------------------

@@ -439,6 +439,10 @@ class MeasureEnergyOutput(BaseModel):
     val_energy_kwh_pue: float | None = None
     val_energy_source: str | None = Field(default=None, description="nvml, rapl or estimate.")
     val_energy_detail: str | None = None
-    val_accuracy: float | None = None
+    val_accuracy: float | None = Field(
+        default=None,
+        description="V_Acc of the timed passes' own answers; the host holds it to the score job's.",
+    )
+    val_samples: int | None = Field(default=None, description="Validation samples each pass ran.")
     device: str | None = None
     sandbox_wall_time_s: float = 0.0

@@ -3,8 +3,11 @@
 The paused training's state leaves the candidate's work directory only as a checked regular file
 (a link or an oversized file is refused), and a resumed training is the uninterrupted one.
 
-The attack on the host's handover of the state runs on every backend (``sandbox``); the rest run
-in the warm local sandbox that runs use (``runtime``, on the module's shared home).
+The attacks on the host's handover (of the state, of another model) run on every backend
+(``sandbox``), each attack's cases on one home the module keeps for it, so that the warm backend's
+sandboxes (fixed to a home's prepared data) start once for them, not once per case; the rest run
+in the warm local sandbox that runs use (``runtime``, on the module's shared home). A test on a
+shared home compares it with what was there before the test.
 """
 
 from __future__ import annotations
@@ -20,7 +23,6 @@ from archsmith.agents.runs import drive, initial_state, open_checkpointer
 from archsmith.agents.state import AgentContext
 from archsmith.config import Settings
 from archsmith.sandbox.base import Sandbox
-from archsmith.sandbox.local import LocalSandbox
 from archsmith.spec import TaskSpec
 from archsmith.tools.runtime import ToolRuntime
 from archsmith.tools.schemas import STOPPED_EARLY, TrainModelInput
@@ -59,9 +61,12 @@ import torch.nn as nn
 
 def _plant():
     path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "train-state.pt")
-    if not os.path.exists(path):
-        return
-    os.remove(path)
+    if not os.path.exists(path) or not os.path.getsize(path):
+        return  # not a paused training job
+    try:
+        os.remove(path)  # refused: an output is a file the host lent the job
+    except OSError:
+        pass
     {plant}
 
 atexit.register(_plant)
@@ -81,7 +86,7 @@ def _skip():
     here = os.path.dirname(os.path.abspath(__file__))
     state = os.path.join(here, "train-state.pt")
     if os.path.exists(state):
-        os.remove(state)
+        open(state, "wb").close()  # an output left empty is none; it cannot be removed
     with open(os.path.join(here, "result.json")) as f:
         real = json.load(f)
     if real.get("result"):
@@ -122,6 +127,21 @@ def _leftovers(settings: Settings) -> list[str]:
 def _models(settings: Settings) -> set[Path]:
     """The trained programs kept in the home (the module's tests share it: compare with before)."""
     return set(settings.models_dir.iterdir()) if settings.models_dir.is_dir() else set()
+
+
+@pytest.fixture(scope="module")
+def state_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """The home of the attacks on the training state's handover, on every backend."""
+    home = tmp_path_factory.mktemp("state-attacks") / "home"
+    return Settings(home=home, device="cpu", job_wall_time_s=300, max_model_bytes=200_000)
+
+
+@pytest.fixture(scope="module")
+def swap_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """The home of the candidates that train another model than they validated, on every
+    backend."""
+    home = tmp_path_factory.mktemp("swap-attacks") / "home"
+    return Settings(home=home, device="cpu", job_wall_time_s=300)
 
 
 def test_a_candidate_that_goes_on_is_trained_exactly_as_without_the_check(
@@ -190,50 +210,57 @@ def test_a_stopped_candidate_has_its_figures_at_the_check_and_no_model(
 
 
 @pytest.mark.parametrize(
-    "plant",
+    ("plant", "taken"),
     [
-        "os.symlink({secret!r}, path)",
-        "open(path, 'wb').write(b'x' * (3 * 200_000 + 1))",
+        # train-state.pt is a file the host lent the job: a link cannot take its place, so the
+        # paused state is the job's own and training goes on.
+        ("os.symlink({secret!r}, path)", True),
+        ("open(path, 'wb').write(b'x' * (3 * 200_000 + 1))", False),
     ],
     ids=["link-to-a-host-file", "oversized"],
 )
 def test_a_state_file_the_host_cannot_take_fails_the_candidate(
-    sandbox: Sandbox, tmp_path: Path, plant: str
+    sandbox: Sandbox, state_settings: Settings, tmp_path: Path, plant: str, taken: bool
 ) -> None:
-    settings = Settings(
-        home=tmp_path / "home", device="cpu", job_wall_time_s=300, max_model_bytes=200_000
-    )
+    settings = state_settings
     secret = tmp_path / "secret.txt"
     secret.write_text("host secret\n")
     code = PLANTS.format(plant=plant.format(secret=str(secret)))
     runtime = ToolRuntime(sandbox, settings)
-    inp = TrainModelInput(code=code, dataset="digits", epochs=3, **DIGITS)
+    inp = TrainModelInput(code=code, dataset="digits", epochs=2, **DIGITS)
     runtime.validation_for(inp)
     jobs: list[Any] = []
     runtime.on_call = jobs.append
-    out = train_model(
-        runtime, inp, check=EarlyCheck(epoch=1, rule="test", decide=_decide(False, runtime, []))
-    )
+    # Where the state is taken, the check stops the candidate: the taking is what is tested, and
+    # a resumed training would double the test's time.
+    decide = _decide(taken, runtime, [])
+    out = train_model(runtime, inp, check=EarlyCheck(epoch=1, rule="test", decide=decide))
+    assert _leftovers(settings) == []
+    assert secret.read_text() == "host secret\n"
+    if taken:
+        assert out.ok, out.error
+        assert out.early_stop is not None
+        assert out.early_stop.stopped
+        assert [j.tool for j in jobs] == ["train", "score"]
+        return
     assert not out.ok
     assert out.error is not None
     assert out.error.type == "InvalidTrainState"
     assert "train-state.pt" in out.error.message
     # No second job ever got the file, and nothing of it stayed on the host.
     assert [j.tool for j in jobs] == ["train"]
-    assert _leftovers(settings) == []
-    assert secret.read_text() == "host secret\n"
 
 
 @pytest.mark.parametrize("stop", [True, False], ids=["stopped", "goes-on"])
 def test_a_candidate_that_ignores_the_pause_is_checked_all_the_same(
-    warm_local_sandbox: LocalSandbox, tmp_path: Path, stop: bool
+    runtime: ToolRuntime, stop: bool
 ) -> None:
     """The host decides that training pauses: a job that says it did not (and leaves no state)
     has the program it handed over checked; stopped, it has no model; going on, that checked
     program is its final one, and no second training job runs. (The host's decision is the same
     whatever the backend: the warm sandbox runs use.)"""
-    settings = Settings(home=tmp_path / "home", device="cpu", job_wall_time_s=300)
-    runtime = ToolRuntime(warm_local_sandbox, settings)
+    settings = runtime.settings
+    models_before = _models(settings)
     inp = TrainModelInput(code=SKIPS_THE_CHECK, dataset="digits", epochs=3, **DIGITS)
     validated = runtime.validation_for(inp).program
     assert validated is not None
@@ -248,12 +275,14 @@ def test_a_candidate_that_ignores_the_pause_is_checked_all_the_same(
     assert out.early_stop is not None
     assert out.early_stop.stopped is stop
     assert [j.tool for j in jobs] == ["train", "score"] + ([] if stop else ["score"])
+    assert validated.directory in _models(settings)
+    kept = _models(settings) - models_before - {validated.directory}
     if stop:
         assert out.model_dir is None
-        assert _models(settings) == {validated.directory}
+        assert kept == set()
     else:
         assert out.model_dir is not None
-        assert _models(settings) == {validated.directory, out.model_dir}
+        assert kept == {out.model_dir}
     assert _leftovers(settings) == []
 
 
@@ -264,7 +293,9 @@ import os
 import torch.nn as nn
 import torch.optim
 
-RESUMED = os.path.exists(os.path.join(os.path.dirname(os.path.abspath(__file__)), "train-state.pt"))
+# Every training job is lent a train-state.pt; a resumed one's holds the paused state.
+STATE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "train-state.pt")
+RESUMED = os.path.exists(STATE) and os.path.getsize(STATE) > 0
 if RESUMED:  # the paused linear model's state does not fit the CNN: load what fits, if anything
     _load = nn.Module.load_state_dict
     nn.Module.load_state_dict = lambda self, state, strict=True, assign=False: _load(
@@ -309,11 +340,12 @@ def _frames():
     ids=["another-model-after-the-pause", "another-model-in-training"],
 )  # fmt: skip
 def test_a_candidate_that_trains_another_model_than_it_validated_fails(
-    sandbox: Sandbox, tmp_path: Path, code: str, check: bool
+    sandbox: Sandbox, swap_settings: Settings, code: str, check: bool
 ) -> None:
     """One program from validation to the end: what count_params counted, what the early check
     timed and what is scored are one graph, or the candidate fails and keeps no model."""
-    settings = Settings(home=tmp_path / "home", device="cpu", job_wall_time_s=300)
+    settings = swap_settings
+    models_before = _models(settings)
     runtime = ToolRuntime(sandbox, settings)
     inp = TrainModelInput(code=code, dataset="digits", epochs=2, **DIGITS)
     validated = runtime.validation_for(inp).program
@@ -330,7 +362,8 @@ def test_a_candidate_that_trains_another_model_than_it_validated_fails(
     assert out.params is None
     if check:  # the check saw the linear model; the CNN that followed was refused
         assert len(seen) == 1
-    assert _models(settings) == {validated.directory}
+    assert validated.directory in _models(settings)
+    assert _models(settings) - models_before <= {validated.directory}
     assert _leftovers(settings) == []
 
 

@@ -18,7 +18,7 @@ from archsmith.sandbox.base import (
     SandboxLimits,
     SandboxUnavailableError,
 )
-from archsmith.sandbox.local import ALLOWED_ENV, LocalSandbox, bundled_bwrap
+from archsmith.sandbox.local import ALLOWED_ENV, LocalSandbox, bundled_bwrap, find_bwrap
 from archsmith.sandbox.runner import main as runner_main
 
 SAFE_KEYS = set(ALLOWED_ENV) | {
@@ -139,6 +139,27 @@ def test_the_bundled_bwrap_isolates_when_the_system_has_none() -> None:
     assert "net=OSError" in result.error.message or "net=ConnectionRefusedError" in (
         result.error.message
     ), result.error.message
+
+
+def test_a_bwrap_that_cannot_bound_a_tmpfs_is_not_used(tmp_path: Path) -> None:
+    """bubblewrap before 0.10 has no ``--size``: with it a job's work directory would be unbounded,
+    so such a bwrap is passed over with the reason (the bundled one is then used)."""
+    bundled = bundled_bwrap()
+    assert bundled is not None
+    old = tmp_path / "bwrap"
+    # A bwrap as 0.8 answers: everything works but --size.
+    old.write_text(
+        "#!/bin/sh\n"
+        'for a in "$@"; do [ "$a" = --size ] && { echo "bwrap: Unknown option --size" >&2;'
+        " exit 1; }; done\n"
+        f'exec {bundled} "$@"\n'
+    )
+    old.chmod(0o755)
+    found, reasons = find_bwrap(str(old))
+    assert found is None
+    assert "Unknown option --size" in reasons[0], reasons
+    found, reasons = find_bwrap(bundled)
+    assert found == bundled, reasons
 
 
 def test_no_working_bwrap_is_refused_with_why_and_what_to_do() -> None:

@@ -284,12 +284,147 @@ class TestEscapes:
         forged = tmp_path / "forged.json"
         forged.write_text('{"ok": true, "result": {"stolen": "FORGED-RESULT-1"}, "error": null}')
         forged.chmod(0o644)
-        code = f"import os\nos.symlink({str(forged)!r}, 'result.json')\nos._exit(0)\n"
+        # result.json is a file the host lent the job: every way to put a link in its place fails,
+        # and the job leaves it empty, which the host reads as no result.
+        code = (
+            "import os\n"
+            "for step in (lambda: os.unlink('result.json'),\n"
+            "             lambda: os.symlink('/x', 'other.json'),\n"
+            "             lambda: os.replace('other.json', 'result.json'),\n"
+            f"             lambda: os.symlink({str(forged)!r}, 'result.json')):\n"
+            "    try:\n"
+            "        step()\n"
+            "    except OSError:\n"
+            "        pass\n"
+            "os._exit(0)\n"
+        )
         result, _ = run(sandbox, code, wall_time_s=ANSWER_S)
         assert not result.ok
         assert "FORGED-RESULT-1" not in everything(result)
         assert result.error is not None
         assert result.error.type == "NoResult"
+
+
+# -- the disk: a tmpfs of bounded size and files, with only the declared outputs on the host -----
+
+#: The bounds the disk tests set: small, so a job reaches them in a moment.
+SCRATCH_MB, SCRATCH_FILES, FILE_MB = 16, 300, 8
+
+FILL = """
+import errno, os
+
+def fill(path, limit_mb):
+    written = 0
+    try:
+        with open(path, "ab") as f:
+            while written < limit_mb:
+                f.write(b"x" * (1 << 20))
+                f.flush()
+                written += 1
+    except OSError as e:
+        return written, errno.errorcode.get(e.errno, str(e.errno))
+    return written, None
+
+def many(limit):
+    made = 0
+    try:
+        os.mkdir("many")
+        while made < limit:
+            open(f"many/{made}", "wb").close()
+            made += 1
+    except OSError as e:
+        return made, errno.errorcode.get(e.errno, str(e.errno))
+    return made, None
+
+found = {}
+found["work"] = [fill(f"work-{i}.bin", 4) for i in range(12)]
+found["tmp"] = [fill(f"/tmp/tmp-{i}.bin", 4) for i in range(12)]
+for name in ("program.safetensors", "result.json"):
+    found[name] = fill(name, 64)
+found["files"] = many(5000)
+for name in ("program.safetensors", "result.json"):
+    open(name, "wb").close()
+raise RuntimeError("FOUND " + repr(found))
+"""
+
+
+def _found(result: SandboxResult) -> dict[str, object]:
+    import ast
+
+    assert result.error is not None, result
+    text = result.error.message
+    assert "FOUND " in text, text
+    found = ast.literal_eval(text.split("FOUND ", 1)[1])
+    assert isinstance(found, dict)
+    return found
+
+
+class TestDisk:
+    """A job writes what it likes, yet at most its declared outputs reach the host's disk."""
+
+    def test_a_job_cannot_fill_the_disk_or_leave_files_on_it(
+        self, sandbox: Sandbox, tmp_path: Path, request: pytest.FixtureRequest
+    ) -> None:
+        backend = request.node.callspec.params["sandbox"]
+        wd = tmp_path / "job"
+        lim = SandboxLimits(
+            wall_time_s=ANSWER_S, grace_s=1.0, scratch_mb=SCRATCH_MB,
+            scratch_files=SCRATCH_FILES, max_file_size_mb=FILE_MB,
+        )  # fmt: skip
+        job = SandboxJob(tool="build", args=ARGS, code=FILL + BUILD, limits=lim)
+        found = _found(sandbox.run(job, work_dir=wd))
+        # The work directory and /tmp each hold at most SCRATCH_MB, then ENOSPC.
+        for where in ("work", "tmp"):
+            chunks = found[where]
+            assert isinstance(chunks, list)
+            assert sum(n for n, _ in chunks) <= SCRATCH_MB, (where, chunks)
+            assert "ENOSPC" in {e for _, e in chunks}, (where, chunks)
+        # An output holds at most the file-size limit.
+        assert found["program.safetensors"] == (FILE_MB, "EFBIG")
+        assert found["result.json"] == (FILE_MB, "EFBIG")
+        made, why = found["files"]  # type: ignore[misc]
+        if backend in {"warm", "docker"}:
+            # Their tmpfs bounds files too (bubblewrap cannot set a tmpfs's inode count).
+            assert made < SCRATCH_FILES, found["files"]
+            assert why == "ENOSPC", found["files"]
+        # On the host: the job's own files (inputs, job.json) and its outputs, nothing else.
+        left = {p.name: p.stat().st_size for p in wd.iterdir()}
+        assert set(left) <= {"candidate.py", "job.json", "result.json"}, left
+        assert sum(left.values()) < 1 << 20, left
+
+    def test_nothing_but_the_outputs_is_written_through(
+        self, sandbox: Sandbox, tmp_path: Path
+    ) -> None:
+        """An input is read-only; a link, a rename or a hard link cannot reach the host's files."""
+        wd = tmp_path / "job"
+        secret = tmp_path / "host.txt"
+        secret.write_text("HOST-FILE")
+        secret.chmod(0o644)
+        code = (
+            "import errno, os\n"
+            "tried = {}\n"
+            "for name, step in ("
+            "('write-input', lambda: open('candidate.py', 'a').write('#')),"
+            "('write-job', lambda: open('job.json', 'w').write('{}')),"
+            "('unlink-output', lambda: os.unlink('program.json')),"
+            "('rename-output', lambda: os.rename('program.json', 'moved.json')),"
+            "('link-output', lambda: os.link('program.json', '/tmp/hard')),"
+            f"('link-host', lambda: os.symlink({str(secret)!r}, 'program.json'))):\n"
+            "    try:\n"
+            "        step()\n"
+            "        tried[name] = 'done'\n"
+            "    except OSError as e:\n"
+            "        tried[name] = errno.errorcode.get(e.errno, str(e.errno))\n"
+            "raise RuntimeError('FOUND ' + repr(tried))\n"
+        )
+        lim = SandboxLimits(wall_time_s=ANSWER_S, grace_s=1.0)
+        job = SandboxJob(tool="build", args=ARGS, code=code + BUILD, limits=lim)
+        found = _found(sandbox.run(job, work_dir=wd))
+        assert "done" not in found.values(), found
+        assert secret.read_text() == "HOST-FILE"
+        assert (wd / "job.json").read_text() != "{}"
+        assert sorted(p.name for p in wd.iterdir()) == ["candidate.py", "job.json", "result.json"]
+        assert not (wd / "candidate.py").read_text().endswith("#")
 
 
 # -- the kernel's surface: the seccomp filter of the local backends, Docker's default profile ----

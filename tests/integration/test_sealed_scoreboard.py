@@ -160,10 +160,14 @@ def build_model(input_shape, num_classes):
     assert report["digits_file"] in {"FileNotFoundError", "PermissionError"}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("relative", [False, True], ids=["absolute", "relative"])
 def test_links_the_candidate_plants_are_neither_read_nor_written_through(
     runtime: ToolRuntime, tmp_path: Path, relative: bool
 ) -> None:
+    """Slow: the links cannot be planted, so the candidate is validated, trained and scored in
+    full, four jobs, cold on the local and Docker backends (59 s for local-absolute alone on this
+    2-core machine while two other test runs shared it)."""
     secret = tmp_path / "host-secret.txt"
     secret.write_text("HOST-SECRET-31337")
     keep_dir = tmp_path / "host-dir"
@@ -178,27 +182,30 @@ def test_links_the_candidate_plants_are_neither_read_nor_written_through(
 import atexit, os
 
 def _plant():
-    for name in ("program.safetensors", "tool_result.json", "result.json.tmp"):
-        if os.path.lexists(name):
-            os.remove(name)
-        os.symlink({target!r}, name)
-    os.symlink({target_dir!r}, "models")
+    for name in ("program.safetensors", "result.json", "tool_result.json", "models"):
+        try:
+            if os.path.lexists(name):
+                os.remove(name)
+            os.symlink({target!r} if name != "models" else {target_dir!r}, name)
+        except OSError:
+            pass  # an output is a file the host lent: it cannot be removed or replaced
 
 atexit.register(_plant)
 """
     out = _train(runtime, plant + HONEST)
-    assert not out.ok  # type: ignore[attr-defined]
-    error = out.error  # type: ignore[attr-defined]
-    assert error is not None
-    assert error.type == "InvalidProgram"
-    assert "program.safetensors" in error.message
+    # The outputs stayed the host's files, so the honest program is what the host took; the links
+    # made elsewhere stayed in the job's tmpfs.
+    assert out.ok, out.error  # type: ignore[attr-defined]
     assert "HOST-SECRET" not in json.dumps(out.model_dump(mode="json"))  # type: ignore[attr-defined]
     assert secret.read_text() == "HOST-SECRET-31337"
     assert secret.stat().st_mtime_ns == before
     assert (keep_dir / "precious.txt").read_text() == "keep me"  # cleanup did not follow a link
     assert not any(jobs.iterdir()), "the job's work directory was not removed"
-    models = runtime.settings.models_dir
-    assert not models.exists() or not any(models.iterdir())
+    kept = list(runtime.settings.models_dir.iterdir())
+    assert kept
+    for path in kept:
+        assert not path.is_symlink()
+        assert not any(p.is_symlink() for p in path.iterdir())
 
 
 def _forging(edit: str) -> str:

@@ -16,10 +16,10 @@ import torch
 from torch import nn
 
 from archsmith.data import prepare_dataset
-from archsmith.data.prepared_format import load_prepared
+from archsmith.data.prepared_format import load_prepared, save_prepared
 from archsmith.scoring.candidate import export_checked
 from archsmith.scoring.common import ContractError
-from archsmith.scoring.measure import op_inspect, op_score, op_speed
+from archsmith.scoring.measure import op_inspect, op_score, op_speed, op_verify
 from archsmith.scoring.warmup import warm_up
 
 DIGITS: dict[str, Any] = {"input_shape": [1, 8, 8], "num_classes": 10}
@@ -122,3 +122,190 @@ def test_warm_up_leaves_a_program_that_inspects(tmp_path: Path) -> None:
     found = op_inspect({"input_shape": [1, 8, 8], "num_classes": 2}, {"device": "cpu"}, tmp_path)
     assert found["matches"] is True
     assert found["params"] == (4 * 9 + 4) + 2 * 4 + (2 * 4 + 1) + (4 * 2 + 2)  # BN's buffers too
+
+
+# -- the timed passes are the scored computation ---------------------------------------------------
+
+#: A quick speed job: two or more timed passes of the 120 validation samples in batches of 32.
+QUICK = {"batch_size": 32, "min_seconds": 0.2, "latency_seconds": 0.02, "warmup": 1}
+
+
+def test_speed_reports_the_accuracy_of_its_own_timed_passes(
+    tmp_path: Path, digits: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An honest program with a non-trivial answer: the speed job's accuracy is the score job's,
+    and it comes from the timed passes, not from a scoring pass of its own."""
+    torch.manual_seed(1)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(144, 10))
+    work = _exported(model, tmp_path)
+    job = {"device": "cpu", "dataset_path": str(digits)}
+    scored = op_score({"splits": ["val"], "batch_size": 32}, job, work)
+
+    def no_scoring_pass(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the speed job scored the program in a pass of its own")
+
+    monkeypatch.setattr("archsmith.training.evaluate", no_scoring_pass)
+    timed = op_speed(QUICK, job, work)
+    assert timed["passes"] >= 2
+    assert timed["val_samples"] == scored["val_samples"] == 120
+    assert timed["val_accuracy"] == scored["val_accuracy"]
+    assert 0.0 < timed["val_accuracy"] < 1.0
+    assert timed["pass_agreement"] == {
+        "passes": timed["passes"],
+        "max_samples_changed": 0,
+        "allowed": 0,
+    }
+
+
+class _ChangesItsAnswer(nn.Module):
+    """The constant model's answer until it has seen the split's short last batch (24 of the 120
+    samples in batches of 32: only the timed passes end with it), another class from then on: a
+    Python counter, which no exported program can hold."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.model = _constant()
+        self.short_batches = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.model(x)
+        if self.short_batches:
+            out = out.roll(1, dims=1)
+        self.short_batches += int(x.shape[0] == 24)
+        return out
+
+
+def _in_process(
+    monkeypatch: pytest.MonkeyPatch, module: nn.Module, shape: list[int], dtype: str = "float32"
+) -> None:
+    """Measure ``module`` as if the loader had given it: bypasses the loader, whose allowlist
+    refuses every program these tests need (one that writes a tensor or keeps a count)."""
+    program = {
+        "input": {"shape": [None, *shape], "dtype": dtype},
+        "params": 0,
+        "size_bytes": 0,
+        "nodes": [],
+        "tensors": {},
+        "aliases": {},
+    }
+    monkeypatch.setattr(
+        "archsmith.scoring.measure._program", lambda work_dir, device: (module.eval(), program)
+    )
+
+
+def test_speed_refuses_a_program_whose_passes_answer_otherwise(
+    tmp_path: Path, digits: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _in_process(monkeypatch, _ChangesItsAnswer(), [1, 8, 8])
+    with pytest.raises(ContractError, match=r"timed pass 2 of \d+ answered \d+ of 120 validation"):
+        op_speed(QUICK, {"device": "cpu", "dataset_path": str(digits)}, tmp_path)
+
+
+# -- the tripwire: a program's tensors and its inputs are the same after a job as before -----------
+
+
+class _CountsItsCalls(nn.Module):
+    """The constant model, counting its calls in a buffer it writes: its answers never change,
+    but state outlives each call."""
+
+    calls: torch.Tensor
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        self.register_buffer("calls", torch.zeros((), dtype=torch.int64))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        out: torch.Tensor = self.model(x)
+        return out
+
+
+class _WritesItsInput(nn.Module):
+    """A linear model of every token but the last, which it changes in the batch it is given:
+    its answers never change, but the split it is fed does."""
+
+    def __init__(self, length: int, num_classes: int) -> None:
+        super().__init__()
+        self.linear = nn.Linear(length - 1, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.linear(x[:, :-1].float())
+        x[:, -1] += 1
+        return out
+
+
+@pytest.fixture(scope="module")
+def tokens(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small prepared text file: sequences of 6 token ids, 2 classes. A text batch is a slice of
+    the split, not a normalised copy, so a program that writes its input writes the split."""
+    rng = np.random.default_rng(0)
+
+    def split(n: int) -> tuple[Any, Any]:
+        return rng.integers(2, 50, (n, 6), dtype=np.int64), rng.integers(0, 2, n, dtype=np.int64)
+
+    arrays = dict(zip(("x_train", "y_train"), split(40), strict=True))
+    arrays |= dict(zip(("x_val", "y_val"), split(40), strict=True))
+    arrays |= dict(zip(("x_test", "y_test"), split(20), strict=True))
+    meta = {"name": "tokens", "task": "text_classification", "input_shape": [6], "num_classes": 2}
+    meta |= {"class_names": ["a", "b"], "vocab_size": 50}
+    return save_prepared(tmp_path_factory.mktemp("text") / "tokens.npz", arrays, meta)
+
+
+def _verify_work_dir(work: Path) -> Path:
+    """The files ``op_verify`` reads before it runs the program: no tensors in either."""
+    import safetensors.torch
+
+    for name in ("model.safetensors", "program.safetensors"):
+        safetensors.torch.save_file({}, str(work / name))
+    return work
+
+
+def _run(op: str, args: dict[str, Any], job: dict[str, Any], work: Path) -> dict[str, Any]:
+    """One measuring op as the runner calls it, with what each needs to run the program."""
+    if op == "inspect":
+        return op_inspect(args, job, work)
+    if op == "score":
+        return op_score({"splits": ["train", "val", "test"], "batch_size": 16}, job, work)
+    if op == "speed":
+        return op_speed({**QUICK, "batch_size": 16, "min_seconds": 0.02}, job, work)
+    return op_verify({"format": "torchscript"}, job, _verify_work_dir(work))
+
+
+OPS = ("inspect", "score", "speed", "verify")
+
+
+@pytest.mark.parametrize("op", OPS)
+def test_every_measuring_op_refuses_a_program_that_writes_its_own_tensor(
+    op: str, tmp_path: Path, digits: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    module = _CountsItsCalls(_constant())
+    _in_process(monkeypatch, module, [1, 8, 8])
+    job = {"device": "cpu", "dataset_path": str(digits)}
+    with pytest.raises(ContractError, match=r"tensors changed while it was measured \(its calls\)"):
+        _run(op, DIGITS, job, tmp_path)
+    assert int(module.calls) > 0
+
+
+@pytest.mark.parametrize("op", OPS)
+def test_every_measuring_op_refuses_a_program_that_writes_its_input(
+    op: str, tmp_path: Path, tokens: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _in_process(monkeypatch, _WritesItsInput(6, 2), [6], dtype="int64")
+    args = {"input_shape": [6], "num_classes": 2, "task": "text_classification", "vocab_size": 50}
+    job = {"device": "cpu", "dataset_path": str(tokens)}
+    fed = "dummy batch" if op == "inspect" else "validation samples"
+    with pytest.raises(ContractError, match=rf"tensors changed while it was measured.*the {fed}"):
+        _run(op, args, job, tmp_path)
+
+
+def test_the_tripwire_passes_an_honest_program_that_holds_every_kind_of_tensor(
+    tmp_path: Path, digits: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Parameters, buffers and plain tensor attributes are read, not written: no false alarm."""
+    module = _CountsItsCalls(_constant())
+    module.forward = module.model.forward  # type: ignore[method-assign]
+    module.constant = torch.ones(3)  # a plain attribute, as an fx constant is
+    _in_process(monkeypatch, module, [1, 8, 8])
+    found = op_speed(QUICK, {"device": "cpu", "dataset_path": str(digits)}, tmp_path)
+    assert found["pass_agreement"]["max_samples_changed"] == 0
