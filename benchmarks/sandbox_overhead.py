@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from archsmith.sandbox.base import RUNNER_FLAGS, SandboxJob, prepare_work_dir
-from archsmith.sandbox.local import LocalSandbox, bundled_bwrap
+from archsmith.sandbox.local import LocalSandbox, bundled_bwrap, find_bwrap
 
 log = logging.getLogger("benchmark")
 
@@ -59,8 +59,12 @@ def main() -> int:
     cases: dict[str, Callable[[], object]] = {"bare subprocess (baseline)": bare}
     system = shutil.which("bwrap")
     if system:
-        sys_bw = LocalSandbox(bwrap=system)
-        cases["local: system bwrap + cgroup + rlimits"] = lambda: sys_bw.run(job)
+        found, reasons = find_bwrap(system)
+        if found is None:
+            log.info("the system's bwrap skipped: %s", "; ".join(reasons))
+        else:
+            sys_bw = LocalSandbox(bwrap=system)
+            cases["local: system bwrap + cgroup + rlimits"] = lambda: sys_bw.run(job)
     bundled = bundled_bwrap()
     if bundled:
         bundled_bw = LocalSandbox(bwrap=bundled)
