@@ -27,18 +27,18 @@ from archsmith.cli_common import (
     EXIT_LLM_UNAVAILABLE,
     EXIT_NO_CANDIDATE,
     SANDBOX_HELP,
+    DatasetOption,
+    ImageSizeOption,
     check_sandbox,
     err,
-    figure,
     out,
 )
 from archsmith.cli_common import fail as _fail
 from archsmith.cli_runs import register as register_run_commands
-from archsmith.errors import InputError, load_json_model
-from archsmith.spec import load_spec
-from archsmith.tools.rulebook import Rulebook, load_rulebook
-from archsmith.tools.rulebook_advice import advise
-from archsmith.tools.schemas import EvaluationMetrics, RulebookAdviceOutput
+from archsmith.cli_tools import register as register_tool_commands
+from archsmith.config import Settings
+from archsmith.errors import InputError
+from archsmith.metrics import figure
 
 __all__ = ["app", "main"]
 
@@ -78,400 +78,7 @@ def _root(
     )
 
 
-@app.command("advise")
-def advise_cmd(
-    metrics: Annotated[
-        Path,
-        typer.Option("--metrics", "-m", help="JSON file with one candidate's evaluation metrics."),
-    ],
-    spec: Annotated[
-        Path, typer.Option("--spec", "-s", help="JSON file with the TaskSpec (thresholds etc.).")
-    ],
-    as_json: Annotated[
-        bool, typer.Option("--json", help="Print the tool's output as JSON.")
-    ] = False,
-    rulebook: Annotated[
-        Path | None,
-        typer.Option("--rulebook", help="Use this rulebook JSON instead of the packaged one."),
-    ] = None,
-) -> None:
-    """Run the rulebook critic on measured metrics: instructions for the next round, and CM."""
-    try:
-        task = load_spec(spec)
-        measured = load_json_model(metrics, EvaluationMetrics, "metrics")
-        book = load_rulebook(rulebook)
-    except InputError as e:
-        raise _fail(e) from e
-    log.debug("advising on %s with spec %s", metrics, spec)
-    result = advise(measured, task, book)
-    if as_json:
-        out.print_json(json.dumps(result.model_dump(mode="json")))
-        return
-    _render_advice(result, task.weight_accuracy, task.weight_fps, task.weight_energy)
-
-
-def _render_advice(result: RulebookAdviceOutput, w_a: float, w_f: float, w_e: float) -> None:
-    out.print(
-        f"[bold]Combined metric CM = {figure(result.combined_metric)}[/]"
-        f"  (W_A={w_a:g}, W_F={w_f:g}, W_E={w_e:g}; NF={figure(result.normalized_fps, '.4g')},"
-        f" T_NE={figure(result.normalized_train_energy, '.4g')},"
-        f" V_NE={figure(result.normalized_val_energy, '.4g')})"
-    )
-    out.print(f"Prioritised targets met: {'yes' if result.targets_met else 'no'}")
-
-    fired = Table(title="Fired rules", title_justify="left")
-    fired.add_column("rule", overflow="fold")
-    fired.add_column("weight", overflow="fold")
-    fired.add_column("raises")
-    fired.add_column("why", overflow="fold", ratio=1)
-    for rule in result.fired_rules:
-        fired.add_row(
-            rule.rule_id,
-            f"{rule.weight:g} ({rule.weight_source})",
-            " ".join(rule.instructions),
-            rule.reason,
-        )
-    if result.fired_rules:
-        out.print(fired)
-    else:
-        out.print("No rule fired.")
-
-    kept = Table(title="Instructions for the next round", title_justify="left")
-    kept.add_column("#", justify="right")
-    kept.add_column("code")
-    kept.add_column("meaning")
-    kept.add_column("weight", justify="right")
-    kept.add_column("raised by")
-    for n, ins in enumerate(result.instructions, start=1):
-        kept.add_row(str(n), ins.code, ins.meaning, f"{ins.weight:g}", ", ".join(ins.raised_by))
-    if result.instructions:
-        out.print(kept)
-    else:
-        out.print("No instruction: keep the architecture as it is.")
-
-    lost = [d for d in result.dropped if d.lost_to is not None]
-    if lost:
-        dropped = Table(title="Dropped by conflict resolution", title_justify="left")
-        dropped.add_column("code")
-        dropped.add_column("weight", justify="right")
-        dropped.add_column("reason")
-        for d in lost:
-            dropped.add_row(d.code, f"{d.weight:g}", d.reason)
-        out.print(dropped)
-    unweighted = [d.code for d in result.dropped if d.lost_to is None]
-    if unweighted:
-        out.print(
-            f"Raised with weight 0 (their priority is 0), not passed on: {' '.join(unweighted)}"
-        )
-    for s in result.not_evaluated:
-        out.print(f"[dim]not checked: {s.rule_id} ({s.reason})[/]")
-
-
-@app.command("rules")
-def rules_cmd(
-    as_json: Annotated[bool, typer.Option("--json", help="Print the rulebook as JSON.")] = False,
-    rulebook: Annotated[
-        Path | None, typer.Option("--rulebook", help="Show this rulebook instead.")
-    ] = None,
-) -> None:
-    """Show the rulebook: Table 3's instructions and the rules that raise them."""
-    try:
-        book = load_rulebook(rulebook)
-    except InputError as e:
-        raise _fail(e) from e
-    if as_json:
-        out.print_json(book.model_dump_json())
-        return
-    _render_rulebook(book)
-
-
-def _render_rulebook(book: Rulebook) -> None:
-    ins = Table(title="Instructions (Table 3)", title_justify="left")
-    ins.add_column("code")
-    ins.add_column("meaning")
-    ins.add_column("conflicts with")
-    for i in book.instructions:
-        ins.add_row(i.code, i.meaning, i.conflicts_with or "-")
-    out.print(ins)
-    rules = Table(title="Rules (NNGES)", title_justify="left")
-    rules.add_column("rule")
-    rules.add_column("origin")
-    rules.add_column("when")
-    rules.add_column("raises")
-    rules.add_column("weight")
-    for r in book.rules:
-        when = " and ".join(
-            f"{c.metric} {c.op} {c.threshold}" if c.threshold is not None else f"{c.metric} {c.op}"
-            for c in r.when
-        )
-        rules.add_row(r.id, r.origin, when, " ".join(r.instructions), str(r.weight))
-    out.print(rules)
-    out.print(
-        "origin: paper = the LEMONADE paper states the rule (its text gives only the training-"
-        "accuracy rule); archsmith = archsmith's design, clauses and weights alike.",
-        highlight=False,
-    )
-
-
-@app.command("datasets")
-def datasets_cmd(
-    data_dir: Annotated[
-        Path | None,
-        typer.Option("--data-dir", help="Where dataset files are (else $ARCHSMITH_DATA_DIR)."),
-    ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
-) -> None:
-    """List the datasets archsmith knows, whether each is available here, and its splits."""
-    from archsmith.data import REGISTRY, DatasetUnavailableError, locate_dataset
-
-    rows: list[dict[str, object]] = []
-    for info in REGISTRY.values():
-        try:
-            _, source, _ = locate_dataset(info.name, data_dir)
-            where, available = source.describe(), True
-        except DatasetUnavailableError as e:
-            where, available = str(e).splitlines()[0], False
-        rows.append(
-            {
-                "name": info.name,
-                "aliases": list(info.aliases),
-                "task": info.task.value,
-                "input_shape": list(info.input_shape),
-                "num_classes": info.num_classes,
-                "available": available,
-                "source": where,
-                "splits": info.splits,
-            }
-        )
-    if as_json:
-        out.print_json(json.dumps(rows))
-        return
-    info_shapes = {name: info.input_shape for name, info in REGISTRY.items()}
-    table = Table(title="Datasets", title_justify="left")
-    columns = ("name", "task", "shape", "classes", "available", "source / how to get it", "splits")
-    for col in columns:
-        table.add_column(col, overflow="fold")
-    for r in rows:
-        table.add_row(
-            str(r["name"]),
-            str(r["task"]),
-            "x".join(str(d) for d in info_shapes[str(r["name"])]),
-            str(r["num_classes"]),
-            "yes" if r["available"] else "no",
-            str(r["source"]),
-            str(r["splits"]),
-        )
-    out.print(table)
-
-
-#: Where --dataset and --image-size are explained, the same on plan, run and evaluate.
-_OWN_DATA = (
-    "the path of your own data (a folder of class folders of images, an .npz of images and"
-    " labels, a .csv or .jsonl of text and label)"
-)
-DatasetOption = Annotated[
-    str | None,
-    typer.Option(
-        "--dataset",
-        "-d",
-        help=f"A registry name or {_OWN_DATA}; without it the request names the data.",
-    ),
-]
-ImageSizeOption = Annotated[
-    int | None,
-    typer.Option(
-        "--image-size",
-        min=1,
-        max=1024,
-        help="Bring your own images to N x N pixels (default: chosen from the data, the median"
-        " shorter side capped at 32; the plan says which).",
-    ),
-]
-
-
-@app.command("evaluate")
-def evaluate_cmd(
-    model_file: Annotated[
-        Path, typer.Argument(help="A Python file defining build_model(input_shape, num_classes).")
-    ],
-    dataset: Annotated[
-        str, typer.Option("--dataset", "-d", help=f"Dataset name or alias, or {_OWN_DATA}.")
-    ] = "digits",
-    image_size: ImageSizeOption = None,
-    epochs: Annotated[int, typer.Option("--epochs", min=1, help="Training epochs.")] = 5,
-    budget: Annotated[
-        float | None, typer.Option("--budget", min=1, help="Training time limit (seconds).")
-    ] = None,
-    sandbox: Annotated[str, typer.Option("--sandbox", help=SANDBOX_HELP)] = "local",
-    device: Annotated[
-        str | None, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")
-    ] = None,
-    data_dir: Annotated[
-        Path | None, typer.Option("--data-dir", help="Where dataset files are.")
-    ] = None,
-    max_train: Annotated[
-        int | None, typer.Option("--max-train", min=1, help="Use at most this many samples.")
-    ] = None,
-    seed: Annotated[int, typer.Option("--seed", min=0)] = 0,
-    as_json: Annotated[bool, typer.Option("--json", help="Print every tool's output as JSON.")] = (
-        False
-    ),
-) -> None:
-    """Measure one model file the way the agent measures candidates, in the sandbox."""
-    from archsmith.config import Settings
-    from archsmith.data.user import dataset_argument
-    from archsmith.sandbox import SandboxError, get_sandbox
-    from archsmith.tools.runtime import ToolRuntime
-
-    check_sandbox(sandbox)
-    try:
-        code = model_file.read_text(encoding="utf-8")
-    except OSError as e:
-        raise _fail(InputError(f"cannot read model file {model_file}: {e.strerror}")) from e
-    overrides: dict[str, object] = {"sandbox": sandbox}
-    if device:
-        overrides["device"] = device
-    if data_dir:
-        overrides["data_dir"] = data_dir
-    settings = Settings(**overrides)  # type: ignore[arg-type]
-    try:
-        dataset = dataset_argument(dataset, image_size=image_size)
-        box = get_sandbox(
-            settings.sandbox,
-            image=settings.sandbox_image,
-            bwrap=settings.bwrap,
-            warm=settings.warm_sandbox,
-        )
-        runtime = ToolRuntime(box, settings)
-        with err.status(f"preparing {dataset} ..."):
-            data = runtime.prepare(dataset, max_train=max_train)
-        runtime.expect_data(data)
-        report = _evaluate(
-            runtime, code, dataset, data.meta, epochs, budget, max_train, seed, show=not as_json
-        )
-    except InputError as e:  # an unknown dataset, data that cannot be used, no sandbox here
-        raise _fail(e) from e
-    except SandboxError as e:
-        err.print(f"[bold red]sandbox error:[/] {e}", highlight=False)
-        raise typer.Exit(1) from e
-    if as_json:
-        out.print_json(json.dumps(report))
-    failed = next((v for v in report.values() if not v.get("ok")), None)
-    if failed is not None:
-        error = failed.get("error") or {}
-        line = f" (line {error.get('line')})" if error.get("line") else ""
-        err.print(
-            f"[bold red]candidate failed:[/] {error.get('type')}{line}: {error.get('message')}"
-        )
-        raise typer.Exit(1)
-
-
-def _evaluate(
-    runtime: Any,
-    code: str,
-    dataset: str,
-    meta: dict[str, Any],
-    epochs: int,
-    budget: float | None,
-    max_train: int | None,
-    seed: int,
-    *,
-    show: bool,
-) -> dict[str, dict[str, Any]]:
-    """check_shapes, count_params, train_model, measure_energy; stop at the first failure."""
-    from archsmith.tools.check_shapes import check_shapes
-    from archsmith.tools.count_params import count_params
-    from archsmith.tools.measure_energy import measure_energy, timed_is_scored
-    from archsmith.tools.schemas import (
-        CandidateInput,
-        CheckShapesInput,
-        MeasureEnergyInput,
-        TrainModelInput,
-    )
-    from archsmith.tools.train_model import train_model
-
-    base = {
-        "code": code,
-        "input_shape": list(meta["input_shape"]),
-        "num_classes": int(meta["num_classes"]),
-        "task": meta["task"],
-        "vocab_size": meta.get("vocab_size"),
-    }
-    report: dict[str, dict[str, Any]] = {}
-    with err.status("check_shapes ..."):
-        shapes = check_shapes(runtime, CheckShapesInput(**base))
-    report["check_shapes"] = shapes.model_dump(mode="json")
-    if not shapes.ok:
-        return report
-    with err.status("count_params ..."):
-        params = count_params(runtime, CandidateInput(**base))
-    report["count_params"] = params.model_dump(mode="json")
-    if not params.ok:
-        return report
-    err.print(
-        f"model: {params.params:,} parameters, {params.size_mb:.3f} MB,"
-        f" {params.flops_per_sample:,} FLOPs per sample"
-    )
-    with err.status(f"train_model: {epochs} epochs on {dataset} ({runtime.device}) ..."):
-        trained = train_model(
-            runtime,
-            TrainModelInput(
-                **base,
-                dataset=dataset,
-                epochs=epochs,
-                time_budget_s=budget,
-                max_train=max_train,
-                seed=seed,
-            ),
-        )
-    report["train_model"] = trained.model_dump(mode="json")
-    if not trained.ok:
-        return report
-    for h in trained.history:
-        loss = "nan" if h.train_loss is None else f"{h.train_loss:.4f}"
-        err.print(
-            f"  epoch {h.epoch}: on its training batches loss {loss}, acc {h.train_accuracy:.4f}"
-            f" ({h.seconds:.1f} s; the candidate's own account)"
-        )
-    if trained.model_dir is None:
-        return report
-    with err.status("measure_energy ..."):
-        shape_args = {k: v for k, v in base.items() if k != "code"}
-        measured = measure_energy(
-            runtime,
-            MeasureEnergyInput(**shape_args, dataset=dataset, model_dir=trained.model_dir),
-        )
-    measured = timed_is_scored(measured, trained.val_accuracy, trained.val_samples)
-    report["measure_energy"] = measured.model_dump(mode="json")
-    if not show:
-        return report
-    table = Table(title=f"{dataset}: measured in the {runtime.sandbox.name} sandbox")
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    table.add_column("source")
-    table.add_row("train accuracy (T_Acc)", f"{trained.train_accuracy:.4f}", "eval mode")
-    table.add_row("validation accuracy (V_Acc)", f"{trained.val_accuracy:.4f}", "")
-    table.add_row(
-        "training energy (T_E)",
-        f"{trained.train_energy_kwh_pue:.3g} kWh-PUE",
-        str(trained.train_energy_source),
-    )
-    if measured.ok:
-        table.add_row("throughput", f"{measured.fps:,.0f} FPS", f"batch {256}")
-        table.add_row("latency, batch 1", f"{measured.latency_ms:.3f} ms", "median")
-        table.add_row(
-            "validation energy (V_E)",
-            f"{measured.val_energy_kwh_pue:.3g} kWh-PUE",
-            str(measured.val_energy_source),
-        )
-        table.add_row(
-            "energy per image",
-            f"{measured.energy_per_image_j:.3g} J",
-            str(measured.val_energy_source),
-        )
-    out.print(table)
-    out.print(f"trained model (program): {trained.model_dir}", soft_wrap=True)
-    return report
+register_tool_commands(app)
 
 
 LLMTimeoutOption = Annotated[
@@ -500,7 +107,7 @@ def _seconds(text: str | None) -> float | None:
 
 
 def _llm_value(llm: str | None) -> str:
-    from archsmith.agents.llm import default_llm, parse_llm
+    from archsmith.llm.providers import default_llm, parse_llm
 
     value = llm or default_llm()
     parse_llm(value)
@@ -525,9 +132,9 @@ def plan_cmd(
 
     Your own data (``--dataset PATH`` or a path in the request) is prepared to read its shape.
     """
-    from archsmith.agents.llm import LLMUnavailableError, make_llm
-    from archsmith.agents.planner import plan
-    from archsmith.config import Settings
+    from archsmith.agents.planning.front import plan
+    from archsmith.llm.failures import LLMUnavailableError
+    from archsmith.llm.providers import make_llm
 
     try:
         value = _llm_value(llm)
@@ -547,7 +154,7 @@ def plan_cmd(
 
 def _render_plan(spec: dict[str, Any], assumptions: list[str], source: str) -> None:
     """The spec, every assumption, and the targets that cannot be met together (before any work)."""
-    from archsmith.agents.planner import plan_warnings
+    from archsmith.agents.planning.build import plan_warnings
     from archsmith.spec import TaskSpec
 
     symbols = TaskSpec.symbols()
@@ -644,21 +251,23 @@ def run_cmd(
     ] = 0.02,
 ) -> None:
     """Discover a model for a request in plain words (the LEMONADE loop)."""
-    from archsmith.agents.llm import (
-        LLMUnavailableError,
-        check_llm,
-        describe_llm,
-        make_llm,
-        span,
-    )
-    from archsmith.agents.planner import plan
+    from archsmith.agents.planning.front import plan
     from archsmith.agents.session import auto_epochs, new_meta, parse_duration, start_run
-    from archsmith.config import Settings
-    from archsmith.data import prepare_dataset
+    from archsmith.data.prepared import prepare_dataset
     from archsmith.data.prepared_format import read_meta
+    from archsmith.llm.failures import LLMUnavailableError
+    from archsmith.llm.outage import span
+    from archsmith.llm.providers import check_llm, describe_llm, make_llm
     from archsmith.sandbox import get_sandbox
 
     check_sandbox(sandbox)
+    overrides: dict[str, Any] = {"sandbox": sandbox}
+    if device:
+        overrides["device"] = device
+    if data_dir:
+        overrides["data_dir"] = data_dir
+    settings = Settings(**overrides)
+    box = None
     try:
         if ray_address:
             from archsmith.sandbox.ray_pool import check_address
@@ -666,26 +275,22 @@ def run_cmd(
             check_address(ray_address)
         value = _llm_value(llm)
         budget_s = parse_duration(budget) if budget else None
-        defaults = Settings()
-        timeout_s = _seconds(llm_timeout) or defaults.llm_timeout_s
-        window_s = _seconds(llm_outage_window) or defaults.llm_outage_window_s
+        timeout_s = _seconds(llm_timeout) or settings.llm_timeout_s
+        window_s = _seconds(llm_outage_window) or settings.llm_outage_window_s
         chat = make_llm(value, base_url=base_url, timeout_s=timeout_s)
-        # Before any work: code written by an LLM needs a sandbox that can start here.
-        get_sandbox(
-            sandbox,  # type: ignore[arg-type]
+        # Before any work: code written by an LLM needs a sandbox that can start here. The run
+        # uses this one.
+        box = get_sandbox(
+            settings.sandbox,
+            image=settings.sandbox_image,
             trusted_code=chat is None,
-            bwrap=Settings().bwrap,
+            bwrap=settings.bwrap,
+            warm=settings.warm_sandbox,
         )
         if chat is not None:
             with err.status(f"checking {value} ..."):
                 check_llm(chat)
         planned = plan(request, chat, dataset=dataset, image_size=image_size)
-        overrides: dict[str, Any] = {"sandbox": sandbox}
-        if device:
-            overrides["device"] = device
-        if data_dir:
-            overrides["data_dir"] = data_dir
-        settings = Settings(**overrides)
         spec = planned.spec
         # Fail now, not after the first candidate, when the data is not there.
         with err.status(f"preparing {spec.dataset} ..."):
@@ -697,10 +302,15 @@ def run_cmd(
         if max_train is not None:
             train_samples = min(train_samples, max_train)
     except InputError as e:
+        _release(box)
         raise _fail(e) from e
     except LLMUnavailableError as e:
+        _release(box)
         err.print(f"[bold red]LLM unavailable:[/] {e}", highlight=False)
         raise typer.Exit(1) from e
+    except BaseException:
+        _release(box)
+        raise
     chosen_epochs = epochs if epochs is not None else auto_epochs(train_samples)
     meta = new_meta(
         request, value, base_url=base_url, sandbox=sandbox,
@@ -740,6 +350,7 @@ def run_cmd(
             out,
             checkpoint_url=checkpoint_url,
             llm=chat,
+            sandbox=box,
             planner_calls=[
                 {**c.model_dump(mode="json"), "iteration": 0, "role": "planner"}
                 for c in planned.llm_calls
@@ -750,9 +361,17 @@ def run_cmd(
     )
 
 
+def _release(box: Any) -> None:
+    """Stop the sandbox a run that did not start had built (its warm sandboxes, if any)."""
+    if box is not None:
+        from archsmith.sandbox import release
+
+        release(box)
+
+
 def _execute(start: Any, run_id: str, settings: Any) -> None:
-    from archsmith.agents.llm import LLMUnavailableError
-    from archsmith.agents.runs import run_dir
+    from archsmith.home import run_dir
+    from archsmith.llm.failures import LLMUnavailableError
     from archsmith.sandbox import SandboxError
 
     try:
@@ -805,7 +424,9 @@ def _execute(start: Any, run_id: str, settings: Any) -> None:
 
 @app.command("resume")
 def resume_cmd(
-    run_id: Annotated[str, typer.Argument(help="The run to continue.")],
+    run_id: Annotated[
+        str, typer.Argument(help="The run to continue: its id, a unique prefix of it, or 'latest'.")
+    ],
     checkpoint_url: Annotated[str | None, typer.Option("--checkpoint-url")] = None,
     llm_timeout: LLMTimeoutOption = None,
     llm_outage_window: LLMOutageWindowOption = None,
@@ -815,11 +436,12 @@ def resume_cmd(
     ``--llm-timeout`` and ``--llm-outage-window`` replace what the run was started with.
     """
     from archsmith.agents.session import resume_run
-    from archsmith.config import Settings
+    from archsmith.cli_runs import resolve_run_id
 
     settings = Settings()
     try:
         timeout_s, window_s = _seconds(llm_timeout), _seconds(llm_outage_window)
+        run_id = resolve_run_id(settings, run_id)
     except InputError as e:
         raise _fail(e) from e
     _execute(

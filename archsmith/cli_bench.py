@@ -47,7 +47,7 @@ def _seeds(text: str) -> int | list[int]:
 def _datasets(values: list[str] | None) -> dict[str, list[str]]:
     """``NAME[,NAME...]`` for every built-in benchmark, or ``BENCHMARK=NAME[,NAME...]`` for one;
     repeating a benchmark adds datasets."""
-    from archsmith.bench.runner import BENCHMARKS
+    from archsmith.bench.config import BENCHMARKS
 
     out: dict[str, list[str]] = {}
     for v in values or ():
@@ -62,7 +62,7 @@ def _datasets(values: list[str] | None) -> dict[str, list[str]]:
 
 def _llm(value: str | None) -> str | None:
     """The LLM the llm strategy uses, decided as ``archsmith run`` decides: by key unless named."""
-    from archsmith.agents.llm import default_llm, parse_llm
+    from archsmith.llm.providers import default_llm, parse_llm
 
     chosen = value or default_llm()
     provider, _ = parse_llm(chosen)
@@ -197,7 +197,7 @@ def bench_cmd(
     ] = False,
 ) -> None:
     """Compare search strategies on NAS-Bench-Macro, NAS-Bench-201 or your own table, over seeds."""
-    from archsmith.agents.llm import LLMUnavailableError
+    from archsmith.bench.config import BenchConfig
     from archsmith.bench.output import (
         heading,
         render_tables,
@@ -205,7 +205,8 @@ def bench_cmd(
         write_outputs,
         write_summary,
     )
-    from archsmith.bench.runner import BenchConfig, run_bench
+    from archsmith.bench.runner import run_bench
+    from archsmith.llm.failures import LLMUnavailableError
 
     try:
         fields: dict[str, Any] = {

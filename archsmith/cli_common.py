@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import math
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -14,11 +14,13 @@ __all__ = [
     "EXIT_LIMIT_MISSED",
     "EXIT_LLM_UNAVAILABLE",
     "EXIT_NO_CANDIDATE",
+    "OWN_DATA",
     "SANDBOX_HELP",
+    "DatasetOption",
+    "ImageSizeOption",
     "check_sandbox",
     "err",
     "fail",
-    "figure",
     "out",
 ]
 
@@ -41,19 +43,36 @@ SANDBOX_HELP = (
     " scores; only for code you trust."
 )
 
+#: Where --dataset and --image-size are explained, the same on plan, run and evaluate.
+OWN_DATA = (
+    "the path of your own data (a folder of class folders of images, an .npz of images and"
+    " labels, a .csv or .jsonl of text and label)"
+)
+DatasetOption = Annotated[
+    str | None,
+    typer.Option(
+        "--dataset",
+        "-d",
+        help=f"A registry name or {OWN_DATA}; without it the request names the data.",
+    ),
+]
+ImageSizeOption = Annotated[
+    int | None,
+    typer.Option(
+        "--image-size",
+        min=1,
+        max=1024,
+        help="Bring your own images to N x N pixels (default: chosen from the data, the median"
+        " shorter side capped at 32; the plan says which).",
+    ),
+]
+
 
 def check_sandbox(name: str) -> str:
     """``name`` if it is a sandbox backend, else the bad-input exit saying which exist."""
     if name not in ("local", "docker", "none"):
         raise fail(InputError(f"--sandbox must be local, docker or none, not {name!r}"))
     return name
-
-
-def figure(value: object, spec: str = ".4f", missing: str = "not measured") -> str:
-    """A measured figure as text; one that was not measured says so instead of showing 0."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        return missing
-    return format(value, spec)
 
 
 def fail(e: InputError) -> typer.Exit:

@@ -23,10 +23,11 @@ from rich.panel import Panel
 from rich.syntax import Syntax
 from rich.table import Table
 
-from archsmith.cli_common import err, figure, out
+from archsmith.cli_common import err, out
 from archsmith.cli_common import fail as _fail
 from archsmith.config import Settings
 from archsmith.errors import InputError
+from archsmith.home import run_dir, unknown_runs
 from archsmith.memory.store import RunStore
 from archsmith.memory.views import (
     code_diff,
@@ -37,18 +38,59 @@ from archsmith.memory.views import (
     resolve_run,
     run_story,
 )
+from archsmith.metrics import figure
 from archsmith.tools.schemas import STOPPED_EARLY
 
-__all__ = ["register"]
+__all__ = ["import_missing_runs", "register", "resolve_run_id"]
 
 log = logging.getLogger(__name__)
 
 
 @contextmanager
-def _store() -> Iterator[tuple[RunStore, Settings]]:
-    settings = Settings()
+def _store(settings: Settings | None = None) -> Iterator[tuple[RunStore, Settings]]:
+    """The run store, with every run directory it did not know imported."""
+    settings = settings or Settings()
     with RunStore(settings.store_path) as store:
+        import_missing_runs(store, settings)
         yield store, settings
+
+
+def import_missing_runs(store: RunStore, settings: Settings) -> list[str]:
+    """Import run directories the store does not know from their run.json and checkpoints.
+
+    Runs made before the store existed, or after a damaged store was moved aside, so nothing a
+    run recorded is lost to a missing row."""
+    missing = unknown_runs(settings.home, store.run_ids())
+    if not missing:
+        return []
+    # Only now the graph machinery: listing runs should not pay for importing LangGraph.
+    from archsmith.agents.runs import load_meta, open_checkpointer, pending
+    from archsmith.agents.session import run_row
+    from archsmith.memory.recorder import RunRecorder
+
+    imported = []
+    for run_id in missing:
+        directory = run_dir(settings.home, run_id)
+        meta = load_meta(settings.home, run_id)
+        if meta.checkpoint_url:
+            log.warning("run %s keeps its checkpoints in PostgreSQL; not imported", meta.run_id)
+            continue
+        with open_checkpointer(directory, None) as saver:
+            _, state = pending(saver, meta.run_id)
+        # One transaction: a run is imported whole or not at all, so a failure is retried later.
+        with store.transaction(f"importing run {meta.run_id}"):
+            store.upsert_run(run_row(meta, directory))
+            RunRecorder(store, meta.run_id, directory).sync(dict(state or {}))
+        imported.append(meta.run_id)
+        log.info("imported run %s from %s", meta.run_id, directory)
+    return imported
+
+
+def resolve_run_id(settings: Settings, text: str) -> str:
+    """The id of the run named by its id, a unique prefix of it, or ``latest`` (``resolve_run``):
+    for a command that acts on a run without reading its row, such as ``resume``."""
+    with _store(settings) as (store, _):
+        return str(resolve_run(store, settings, text)["run_id"])
 
 
 def _when(ts: float | None) -> str:
@@ -83,13 +125,26 @@ def _status_and_why(run: dict[str, Any]) -> str:
 
 def runs_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print the runs as JSON.")] = False,
+    prune: Annotated[
+        bool,
+        typer.Option(
+            "--prune",
+            help="Reclaim the space of failed or deleted runs: what killed processes left, and"
+            " models no run refers to. What a run can still show, report, export or resume stays.",
+        ),
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="With --prune: say what would go; remove nothing.")
+    ] = False,
 ) -> None:
     """List every run: request, status, iterations, the best candidate, when and how long."""
-    from archsmith.memory.views import import_missing_runs
-
+    if dry_run and not prune:
+        raise _fail(InputError("--dry-run goes with --prune"))
+    if prune:
+        _prune(dry_run=dry_run, as_json=as_json)
+        return
     try:
         with _store() as (store, settings):
-            import_missing_runs(store, settings)
             runs = store.list_runs()
     except InputError as e:
         raise _fail(e) from e
@@ -122,6 +177,29 @@ def runs_cmd(
             _span(r.get("duration_s")),
         )
     out.print(table)
+
+
+def _prune(*, dry_run: bool, as_json: bool) -> None:
+    from archsmith.home import human_bytes
+    from archsmith.memory.views import prune_home
+
+    try:
+        with _store() as (store, settings):
+            found = prune_home(store, settings, dry_run=dry_run)
+    except InputError as e:
+        raise _fail(e) from e
+    if as_json:
+        paths = [str(p) for p in found.paths]
+        out.print_json(json.dumps({"dry_run": dry_run, "bytes": found.bytes, "paths": paths}))
+        return
+    for path in found.paths:
+        out.print(f"  {path}", highlight=False, soft_wrap=True)
+    verb = "would reclaim" if dry_run else "reclaimed"
+    out.print(
+        f"{verb.capitalize()} {human_bytes(found.bytes)} ({found.bytes:,} bytes) in"
+        f" {len(found.paths)} director{'y' if len(found.paths) == 1 else 'ies'}.",
+        highlight=False,
+    )
 
 
 def _workers(settings: dict[str, Any]) -> str:
@@ -434,7 +512,7 @@ def report_cmd(
     ] = False,
 ) -> None:
     """One self-contained HTML file: plots over iterations, Pareto fronts, one card per step."""
-    from archsmith.report import ReportData, write_report
+    from archsmith.report.html import ReportData, write_report
 
     started = time.perf_counter()
     try:

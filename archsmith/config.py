@@ -13,8 +13,20 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["DEFAULT_LLM_OUTAGE_WINDOW_S", "DEFAULT_LLM_TIMEOUT_S", "Settings", "default_home"]
+from archsmith import home as home_layout
+from archsmith.metrics import power_watts
 
+__all__ = [
+    "DEFAULT_EPOCHS",
+    "DEFAULT_LLM_OUTAGE_WINDOW_S",
+    "DEFAULT_LLM_TIMEOUT_S",
+    "Settings",
+    "default_home",
+]
+
+#: Epochs a candidate trains for when nothing else says (Studio, tests, `archsmith evaluate`);
+#: `archsmith run` chooses by the dataset's size instead (`session.auto_epochs`).
+DEFAULT_EPOCHS = 5
 #: How long one LLM request may wait for its reply, in seconds.
 DEFAULT_LLM_TIMEOUT_S = 120.0
 #: How long a mid-run LLM call is retried through an outage before the run stops: long enough for
@@ -91,22 +103,22 @@ class Settings(BaseSettings):
     @property
     def jobs_dir(self) -> Path:
         """One work directory per sandbox job lives here."""
-        return self.home / "jobs"
+        return home_layout.jobs_dir(self.home)
 
     @property
     def models_dir(self) -> Path:
         """Exported programs the host checked and keeps; no job can write here."""
-        return self.home / "models"
+        return home_layout.models_dir(self.home)
 
     @property
     def store_path(self) -> Path:
         """The SQLite run store every run writes to."""
-        return self.store or self.home / "archsmith.db"
+        return home_layout.store_path(self.home, self.store)
 
     @property
     def cache_dir(self) -> Path:
         """Prepared datasets (.npz) live here."""
-        return self.home / "datasets"
+        return home_layout.datasets_dir(self.home)
 
     def resolve_device(self) -> str:
         """'auto' becomes 'cuda' when the host sees a GPU, else 'cpu'."""
@@ -119,4 +131,4 @@ class Settings(BaseSettings):
     def estimate_watts(self, device: str) -> float:
         """The power used for the estimate source, as Eq. 4 sums it (one GPU when on CUDA)."""
         gpus = 1 if device.startswith("cuda") else 0
-        return self.cpu_watts + self.ram_watts + gpus * self.gpu_watts
+        return power_watts(self.cpu_watts, self.ram_watts, self.gpu_watts, gpus)

@@ -41,7 +41,6 @@ __all__ = [
     "RaplMeter",
     "SourceInfo",
     "energy_scope",
-    "estimate_watts",
     "make_meter",
 ]
 
@@ -133,17 +132,6 @@ def _watts(name: str, value: float) -> float:
     if not math.isfinite(value) or value < 0:
         raise ValueError(f"{name} must be a finite number of watts >= 0, got {value!r}")
     return float(value)
-
-
-def estimate_watts(cpu_watts: float, ram_watts: float, gpu_watts: float, gpus: int) -> float:
-    """p_c + p_r + g p_g: the power sum inside Eq. 4, for ``EstimateMeter``.
-
-    The PUE factor is left out because ``EnergyReading.kwh_pue`` applies it to every source alike.
-    """
-    total = _watts("cpu_watts", cpu_watts) + _watts("ram_watts", ram_watts)
-    if isinstance(gpus, bool) or not isinstance(gpus, int) or gpus < 0:
-        raise ValueError(f"gpus must be a whole number >= 0, got {gpus!r}")
-    return total + gpus * _watts("gpu_watts", gpu_watts)
 
 
 class Measurement:

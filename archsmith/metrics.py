@@ -15,6 +15,7 @@ __all__ = [
     "PARETO_AXES",
     "PUE",
     "combined_metric",
+    "figure",
     "goodness_metric",
     "joules_to_kwh_pue",
     "kwh_pue",
@@ -22,6 +23,7 @@ __all__ = [
     "normalized_energy",
     "normalized_fps",
     "pareto_front",
+    "power_watts",
 ]
 
 #: Power usage effectiveness factor of Eq. 4.
@@ -141,6 +143,21 @@ def goodness_metric(
     return x_a * acc + (1.0 - e_norm) * x_e
 
 
+def power_watts(cpu_watts: float, ram_watts: float, gpu_watts: float, gpus: int) -> float:
+    """p_c + p_r + g p_g: the power Eq. 4 sums, in watts.
+
+    The one home of the sum: ``kwh_pue`` applies Eq. 4 to it, and the ``estimate`` energy source
+    (``Settings.estimate_watts``) multiplies it by the elapsed time, leaving the PUE factor to
+    ``joules_to_kwh_pue``, which applies it to every source alike.
+    """
+    p_c = _non_negative("cpu_watts", cpu_watts)
+    p_r = _non_negative("ram_watts", ram_watts)
+    p_g = _non_negative("gpu_watts", gpu_watts)
+    if isinstance(gpus, bool) or not isinstance(gpus, int) or gpus < 0:
+        raise ValueError(f"gpus must be a whole number >= 0, got {gpus!r}")
+    return p_c + p_r + gpus * p_g
+
+
 def kwh_pue(
     hours: float,
     cpu_watts: float,
@@ -150,12 +167,7 @@ def kwh_pue(
 ) -> float:
     """p_t = 1.58 t (p_c + p_r + g p_g) / 1000  (Eq. 4): energy in kWh-PUE from powers in watts."""
     t = _non_negative("hours", hours)
-    p_c = _non_negative("cpu_watts", cpu_watts)
-    p_r = _non_negative("ram_watts", ram_watts)
-    p_g = _non_negative("gpu_watts", gpu_watts)
-    if isinstance(gpus, bool) or not isinstance(gpus, int) or gpus < 0:
-        raise ValueError(f"gpus must be a whole number >= 0, got {gpus!r}")
-    return PUE * t * (p_c + p_r + gpus * p_g) / 1000.0
+    return PUE * t * power_watts(cpu_watts, ram_watts, gpu_watts, gpus) / 1000.0
 
 
 def joules_to_kwh_pue(joules: float) -> float:
@@ -218,3 +230,10 @@ def pareto_front(
         if not any(_dominates(q, p, maximize) for j, q in enumerate(points) if j != i)
     ]
     return sorted(front, key=lambda i: (points[i][0], points[i][1]))
+
+
+def figure(value: object, spec: str = ".4f", missing: str = "not measured") -> str:
+    """A measured figure as text; one that was not measured says so instead of showing 0."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return missing
+    return format(value, spec)

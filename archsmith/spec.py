@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from archsmith.errors import load_json_model
 
 __all__ = [
+    "BYTES_PER_PARAM",
     "PAPER_DEFAULTS",
     "TaskKind",
     "TaskSpec",
@@ -35,6 +36,9 @@ class TaskKind(str, Enum):
 Fraction = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
 Priority = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
 NonNegative = Annotated[float, Field(ge=0.0, allow_inf_nan=False)]
+
+#: Bytes per parameter of a float32 checkpoint: a model's size before it is measured.
+BYTES_PER_PARAM = 4
 
 #: The paper's user-defined metric values, used for every experiment it reports.
 PAPER_DEFAULTS: dict[str, float] = {
@@ -58,7 +62,8 @@ class TaskSpec(BaseModel):
 
     Priorities (P*) weigh the instructions a rule raises when its threshold (T*) is missed; the
     weights (W_*) weigh accuracy, FPS and energy in the combined metric CM (Eq. 1) that picks the
-    best candidate. Hard limits are optional and raise instructions only when set.
+    best candidate. Hard limits are optional and raise instructions only when set; which a model
+    breaks is the judge's rule (``archsmith.judge.limit_violations``).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True, use_enum_values=False)
@@ -201,25 +206,6 @@ class TaskSpec(BaseModel):
                 " text classification needs [sequence_length]"
             )
         return self
-
-    def limit_violations(
-        self, params: float | None, latency_ms: float | None, model_size_mb: float | None
-    ) -> list[str]:
-        """The hard limits a model breaks, each as one line; an unmeasured figure breaks none.
-
-        One rule for the agent's critic, the offline architect and the bench: a model past a
-        limit is never preferred to one within all of them, whatever its accuracy.
-        """
-        checks = (
-            ("params", params, self.max_params, "max_params"),
-            ("latency_ms", latency_ms, self.max_latency_ms, "max_latency_ms"),
-            ("model_size_mb", model_size_mb, self.max_model_size_mb, "max_model_size_mb"),
-        )
-        return [
-            f"{name} {value:g} > {limit_name} {limit:g}"
-            for name, value, limit, limit_name in checks
-            if value is not None and limit is not None and value > limit
-        ]
 
     @classmethod
     def symbols(cls) -> dict[str, str]:

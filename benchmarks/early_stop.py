@@ -114,7 +114,7 @@ def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     from archsmith.agents.session import parse_duration
     from archsmith.config import Settings
-    from archsmith.data import prepare_dataset
+    from archsmith.data.prepared import prepare_dataset
 
     budget_s = parse_duration(args.budget)
     with tempfile.TemporaryDirectory(prefix="archsmith-early-stop-") as temp:

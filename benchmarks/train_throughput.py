@@ -36,7 +36,8 @@ from torch.utils.data import DataLoader, Dataset
 from torch.utils.flop_counter import FlopCounterMode
 from torchvision.transforms import v2
 
-from archsmith.data import PreparedDataset, load_prepared, prepare_dataset
+from archsmith.data.prepared import prepare_dataset
+from archsmith.data.prepared_format import PreparedDataset, load_prepared
 from archsmith.training import BatchAugment, DeviceData, TrainConfig, train
 
 log = logging.getLogger("benchmark")

@@ -30,8 +30,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from archsmith import judge
 from archsmith.spec import TaskSpec
-from archsmith.tools.rulebook_advice import spec_combined_metric
 from archsmith.tools.schemas import STOPPED_EARLY
 from archsmith.tools.train_model import EarlyCheck, Verdict
 
@@ -100,13 +100,15 @@ def verdict(
         return say(False, "no best yet to compare with")
     v = validation or {}
     params, size = v.get("params"), v.get("size_mb")
-    violations = spec.limit_violations(
+    violations = judge.limit_violations(
+        spec,
         int(params) if params is not None else None,
         figures.latency_ms,
         float(size) if size else None,
     )
-    best_feasible = bool(best.get("feasible", True))
-    if best_feasible and violations:
+    feasible, best_feasible = not violations, bool(best.get("feasible", True))
+    # Feasibility ranks first: whatever CM either reaches, can this candidate rank above the best?
+    if not judge.outranks(judge.rank(feasible, math.inf), judge.rank(best_feasible, -math.inf)):
         return say(
             True,
             f"it breaks a hard limit ({'; '.join(violations)}) that the best (iteration"
@@ -122,13 +124,13 @@ def verdict(
     t_c, v_c = figures.train_accuracy, figures.val_accuracy
     if best_cm is None or None in (*at_check, *final) or t_c is None or v_c is None:
         return say(False, "a figure the bound needs was not measured")
-    if not best_feasible and not violations:
+    if judge.outranks(judge.rank(feasible, -math.inf), judge.rank(best_feasible, math.inf)):
         return say(False, "the best breaks a hard limit; this candidate may meet them all")
     t_b, v_b = (float(f) for f in at_check if f is not None)
     t_final, v_final = (float(f) for f in final if f is not None)
     t_ub = min(1.0, t_c + max(0.0, t_final - t_b) + rule.margin)
     v_ub = min(1.0, v_c + max(0.0, v_final - v_b) + rule.margin)
-    cm_ub = spec_combined_metric(
+    cm_ub = judge.combined_metric(
         spec,
         t_ub,
         v_ub,
@@ -145,7 +147,8 @@ def verdict(
     at = f"at epoch {epoch}: validation {v_c:.4f}, training {t_c:.4f}" + (
         f", {figures.fps:,.0f} FPS" if figures.fps is not None else ""
     )
-    if cm_ub < float(best_cm):
+    # Both sides of the limits alike here, so CM decides: does the best outrank the bound?
+    if judge.outranks(judge.rank(best_feasible, float(best_cm)), judge.rank(feasible, cm_ub)):
         return say(
             True,
             f"{at}; at best CM {cm_ub:.4f} at the end (validation at most {v_ub:.4f}), below the"

@@ -1,4 +1,4 @@
-"""The contracts between the graph and its pluggable parts: planner, architect, LLM.
+"""The contracts between the graph and its pluggable parts: planner, architect.
 
 Kept in one small module so the graph, the offline and the LLM implementations agree on data
 shapes without importing each other. Everything here is plain data (pydantic or dicts of JSON
@@ -12,12 +12,12 @@ from typing import Any, Protocol
 from pydantic import BaseModel, ConfigDict, Field
 
 from archsmith.errors import InputError
+from archsmith.llm.calls import LLMCall
 from archsmith.spec import TaskSpec
 
 __all__ = [
     "Architect",
     "ArchitectProposal",
-    "LLMCall",
     "PlanRefusedError",
     "PlanResult",
 ]
@@ -25,19 +25,6 @@ __all__ = [
 
 class PlanRefusedError(InputError):
     """The planner cannot honour the request (unknown dataset, contradictory constraints)."""
-
-
-class LLMCall(BaseModel):
-    """One LLM exchange, kept for the trace."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    model: str
-    prompt: str
-    response: str
-    latency_s: float
-    input_tokens: int | None = None
-    output_tokens: int | None = None
 
 
 class PlanResult(BaseModel):

@@ -26,9 +26,10 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 
 from archsmith.agents.extract import extract_code
-from archsmith.agents.interfaces import ArchitectProposal, LLMCall
-from archsmith.agents.llm import OutagePolicy, call_through_outage
-from archsmith.agents.llm import model_name as provider_and_model
+from archsmith.agents.interfaces import ArchitectProposal
+from archsmith.llm.calls import LLMCall, message_text
+from archsmith.llm.outage import OutagePolicy, call_through_outage
+from archsmith.llm.providers import model_name as provider_and_model
 from archsmith.prompts import render
 from archsmith.spec import TaskKind, TaskSpec
 
@@ -133,20 +134,6 @@ def no_code_module(reply: str) -> str:
     )
 
 
-def _message_text(message: BaseMessage) -> str:
-    """A reply's text whether its content is a string or a list of content blocks."""
-    content = message.content
-    if isinstance(content, str):
-        return content
-    parts = []
-    for block in content:
-        if isinstance(block, str):
-            parts.append(block)
-        elif isinstance(block, dict) and block.get("type") == "text":
-            parts.append(str(block.get("text", "")))
-    return "".join(parts)
-
-
 def _summary(code: str, fallback: str) -> str:
     """The module docstring's first line (the prompt asks for one), else ``fallback``."""
     try:
@@ -185,7 +172,7 @@ class LLMArchitect:
 
         response = call_through_outage(invoke, name=self.provider_model, policy=self.outage)
         latency = time.perf_counter() - started
-        text = _message_text(response)
+        text = message_text(response)
         usage = getattr(response, "usage_metadata", None) or {}
         call = LLMCall(
             model=self.model_name,

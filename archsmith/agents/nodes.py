@@ -2,7 +2,8 @@
 
 planner -> architect -> validate -> evaluate -> critic, with code_fixer between a failure and the
 next validation, and record_failure when the fixer's attempts are spent (the loop goes on);
-final_test once when the loop stops.
+final_test once when the loop stops. validate, code_fixer and evaluate are wired once, as the
+candidate pipeline (`archsmith.agents.pipeline`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any, Literal
 
 from langgraph.runtime import Runtime
 
+from archsmith import judge
 from archsmith.agents.early_stop import STOPPED_EARLY, CheckFigures, early_check
 from archsmith.agents.interfaces import ArchitectProposal
 from archsmith.agents.state import AgentContext, AgentState, Candidate
@@ -85,7 +87,7 @@ def planner(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]
     updates: dict[str, Any] = {"started_at": state.get("started_at") or time.time()}
     if state.get("spec"):
         return updates
-    from archsmith.agents.planner import plan
+    from archsmith.agents.planning.front import plan
 
     result = plan(state["request"], runtime.context.llm)
     return {
@@ -99,7 +101,7 @@ def planner(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]
 def architect(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
     """Ask the architect for the next candidate."""
     iteration = state.get("iteration", 0) + 1
-    proposal = runtime.context.architect.propose(
+    proposal = runtime.context.require_architect().propose(
         _spec(state),
         state.get("instructions", []),
         state.get("best"),
@@ -137,7 +139,10 @@ def _base_input(spec: TaskSpec, code: str) -> dict[str, Any]:
 
 
 def validate(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
-    """check_shapes and count_params in the sandbox; a failure is data for the code fixer."""
+    """check_shapes and count_params in the sandbox; a failure is data for the code fixer.
+
+    ``reports`` keeps each tool's whole output, for the pipeline's callers that show it
+    (``archsmith evaluate``); the run's state keeps only ``validation``."""
     spec = _spec(state)
     cand = state["candidate"]
     if cand is None:
@@ -150,14 +155,17 @@ def validate(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any
     if spec.task.value == "text_classification" and vocab is not None:
         base["vocab_size"] = int(vocab)
     shapes = check_shapes(tools, CheckShapesInput(**base))
+    reports = {"check_shapes": shapes.model_dump(mode="json")}
     if not shapes.ok:
-        return {"error": _err(shapes.error), "error_stage": "check_shapes"}
+        return {"error": _err(shapes.error), "error_stage": "check_shapes", "reports": reports}
     params = count_params(tools, CandidateInput(**base))
+    reports["count_params"] = params.model_dump(mode="json")
     if not params.ok:
-        return {"error": _err(params.error), "error_stage": "count_params"}
+        return {"error": _err(params.error), "error_stage": "count_params", "reports": reports}
     return {
         "error": None,
         "error_stage": None,
+        "reports": reports,
         "validation": {
             "output_shape": shapes.output_shape,
             "params": params.params,
@@ -191,7 +199,9 @@ def _train_budget(state: AgentState, ctx: AgentContext) -> float | None:
 
 
 def evaluate(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
-    """train_model, then measure_energy; a diverged run goes to the critic, which acts on it."""
+    """train_model, then measure_energy; a diverged run goes to the critic, which acts on it.
+
+    Each tool's whole output goes to ``reports``, as in `validate`."""
     spec = _spec(state)
     cand = state["candidate"]
     if cand is None:
@@ -223,9 +233,10 @@ def evaluate(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any
     )
     if "error" in at_check:
         return {"error": at_check["error"], "error_stage": "measure_energy"}
+    reports: dict[str, Any] = {"train_model": trained.model_dump(mode="json")}
     if not trained.ok and not trained.diverged:
-        return {"error": _err(trained.error), "error_stage": "train_model"}
-    evaluation: dict[str, Any] = {"train": trained.model_dump(mode="json")}
+        return {"error": _err(trained.error), "error_stage": "train_model", "reports": reports}
+    evaluation: dict[str, Any] = {"train": reports["train_model"]}
     if trained.early_stop is not None and "measure" in at_check:
         # Timed at the check on the paused program: the same graph, so the same figures.
         evaluation["measure"] = at_check["measure"]
@@ -234,7 +245,7 @@ def evaluate(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any
             return {"error": None, "error_stage": None, "evaluation": evaluation}
     if trained.diverged or trained.model_dir is None:
         evaluation["measure"] = None
-        return {"error": None, "error_stage": None, "evaluation": evaluation}
+        return {"error": None, "error_stage": None, "evaluation": evaluation, "reports": reports}
     shapes = {k: v for k, v in base.items() if k != "code"}
     measured = measure_energy(
         ctx.tools,
@@ -244,10 +255,11 @@ def evaluate(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any
     )
     # The final program, scored by train_model and timed here: one program, the same answers.
     measured = timed_is_scored(measured, trained.val_accuracy, trained.val_samples)
+    reports["measure_energy"] = measured.model_dump(mode="json")
     if not measured.ok:
-        return {"error": _err(measured.error), "error_stage": "measure_energy"}
-    evaluation["measure"] = measured.model_dump(mode="json")
-    return {"error": None, "error_stage": None, "evaluation": evaluation}
+        return {"error": _err(measured.error), "error_stage": "measure_energy", "reports": reports}
+    evaluation["measure"] = reports["measure_energy"]
+    return {"error": None, "error_stage": None, "evaluation": evaluation, "reports": reports}
 
 
 def _measure_at_check(
@@ -297,7 +309,7 @@ def code_fixer(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, A
     if cand is None:
         raise RuntimeError("code_fixer reached without a candidate")
     attempt = state.get("fix_attempts", 0) + 1
-    proposal = runtime.context.architect.repair(
+    proposal = runtime.context.require_architect().repair(
         _spec(state),
         ArchitectProposal(
             code=cand["code"], summary=cand["summary"], arch=cand["arch"], applied=cand["applied"]
@@ -343,18 +355,21 @@ def history_entry(state: AgentState, *, status: str) -> dict[str, Any]:
     }
 
 
-def _stop_update(state: AgentState, entry: dict[str, Any], *, improved: bool) -> dict[str, Any]:
+def _stop_update(
+    state: AgentState, entry: dict[str, Any], *, improved: bool, targets_met: bool = False
+) -> dict[str, Any]:
+    """The run's clock and staleness after ``entry``, and the judge's reason to stop, if any."""
     elapsed = state.get("elapsed_s", 0.0) + float(entry["seconds"])
     stale = 0 if improved else state.get("stale_iterations", 0) + 1
-    reason = None
-    if state.get("iteration", 0) >= state.get("max_iterations", 10):
-        reason = f"reached {state.get('max_iterations', 10)} iterations"
-    budget = state.get("budget_s")
-    if reason is None and budget is not None and elapsed >= budget:
-        reason = f"time budget of {budget:g} s spent ({elapsed:.0f} s)"
-    patience = state.get("patience")
-    if reason is None and patience is not None and stale >= patience:
-        reason = f"no better candidate in {stale} iterations (patience {patience})"
+    reason = judge.stop_reason(
+        iteration=state.get("iteration", 0),
+        max_iterations=state.get("max_iterations", 10),
+        elapsed_s=elapsed,
+        budget_s=state.get("budget_s"),
+        stale=stale,
+        patience=state.get("patience"),
+        targets_met=targets_met,
+    )
     return {"elapsed_s": elapsed, "stale_iterations": stale, "stop_reason": reason}
 
 
@@ -380,11 +395,6 @@ def measured_metrics(state: AgentState) -> EvaluationMetrics:
 def _first_measured(*figures: Any) -> Any:
     """The first figure that was measured: a measured 0 is a figure, not a missing one."""
     return next((f for f in figures if f is not None), None)
-
-
-def _rank(feasible: bool, cm: float) -> tuple[bool, float]:
-    """How candidates compare: every hard limit met first, then CM (one rule with the bench)."""
-    return feasible, cm
 
 
 def critic(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
@@ -424,17 +434,23 @@ def critic(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
     )
     best = state.get("best")
     cm = advice.combined_metric
+    held = (
+        None
+        if best is None
+        else judge.rank(bool(best.get("feasible", True)), float(best["combined_metric"]))
+    )
     improved = (
         not metrics.is_diverged
         and cm is not None
-        and (
-            best is None
-            or _rank(feasible, cm)
-            > _rank(bool(best.get("feasible", True)), float(best["combined_metric"]))
-        )
+        and judge.outranks(judge.rank(feasible, cm), held)
     )
     entry["is_best"] = improved
-    updates = _stop_update(state, entry, improved=improved)
+    updates = _stop_update(
+        state,
+        entry,
+        improved=improved,
+        targets_met=advice.targets_met and feasible and not metrics.is_diverged,
+    )
     if improved:
         best = {
             "iteration": entry["iteration"],
@@ -449,13 +465,6 @@ def critic(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
             # Its own early-stopping check: the curve later candidates are bounded against.
             "early_stop": entry["early_stop"],
         }
-    if (
-        updates["stop_reason"] is None
-        and advice.targets_met
-        and feasible
-        and not metrics.is_diverged
-    ):
-        updates["stop_reason"] = "every prioritised target is met"
     # The architect edits the best, so the advice it gets is the best's own: when this candidate
     # lost, its diagnosis stays in its history entry, not in the next round's instructions.
     parent = best if best is not None and not improved else None
@@ -492,7 +501,9 @@ def _stopped_early(state: AgentState, spec: TaskSpec, record: dict[str, Any]) ->
     compare with finished ones), never the best, and the next round edits the best as before."""
     metrics = measured_metrics(state)
     entry = history_entry(state, status=STOPPED_EARLY)
-    violations = spec.limit_violations(metrics.params, metrics.latency_ms, metrics.model_size_mb)
+    violations = judge.limit_violations(
+        spec, metrics.params, metrics.latency_ms, metrics.model_size_mb
+    )
     entry.update(
         {
             "metrics": metrics.model_dump(mode="json"),

@@ -5,10 +5,11 @@ together.
 
 * ``architect_round`` asks the architect for up to N *distinct* candidates (`propose_distinct`),
   each with its own iteration number, as if they had been proposed one after the other.
-* ``candidate`` is one LangGraph task per proposal (the ``Send`` API): validate, fix, evaluate,
-  the same nodes as the one-at-a-time loop, called in a row. Its sandbox jobs go wherever the
-  run's sandbox sends them (Ray workers). LangGraph saves each task's result as it ends, so a
-  crash in the middle of a round keeps the finished candidates and a resume runs only the others.
+* ``candidate`` is one LangGraph task per proposal (the ``Send`` API): the candidate pipeline
+  (validate, fix, evaluate) the one-at-a-time loop runs. Its sandbox jobs go wherever the run's
+  sandbox sends them (Ray workers). LangGraph saves each task's result as it ends, and each of
+  the pipeline's steps, so a crash in the middle of a round keeps the finished candidates and a
+  resume runs only what the others had left.
 * ``critic_round`` runs the critic on each result in iteration order, exactly as the serial loop
   would have, and decides once for the round whether to go on.
 """
@@ -23,9 +24,12 @@ from typing import Any
 from langgraph.runtime import Runtime
 from langgraph.types import Send
 
+from archsmith import judge
 from archsmith.agents import nodes
-from archsmith.agents.interfaces import Architect, ArchitectProposal, LLMCall
+from archsmith.agents.interfaces import Architect, ArchitectProposal
+from archsmith.agents.pipeline import pipeline
 from archsmith.agents.state import AgentContext, AgentState
+from archsmith.llm.calls import LLMCall
 from archsmith.spec import TaskSpec
 from archsmith.tools.runtime import JOB_TRACE, JobTrace
 
@@ -127,7 +131,7 @@ def architect_round(state: AgentState, runtime: Runtime[AgentContext]) -> dict[s
     left = state.get("max_iterations", 10) - first + 1
     count = max(1, min(state.get("workers", 1), left))
     proposals = propose_distinct(
-        runtime.context.architect,
+        runtime.context.require_architect(),
         TaskSpec.model_validate(state["spec"]),
         state.get("instructions", []),
         state.get("best"),
@@ -204,35 +208,21 @@ def summarize_jobs(jobs: list[dict[str, Any]]) -> dict[str, Any]:
 def candidate(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
     """One candidate of a round from proposal to measured metrics, on its own.
 
-    The serial loop's validate, code_fixer and evaluate nodes, in the serial loop's order (the
-    same ``next_step`` routing), so a candidate is treated exactly as it would be one at a time.
-    What it finds is written under its iteration in ``round_results``.
+    The candidate pipeline the serial loop runs (`archsmith.agents.pipeline`), so a candidate is
+    treated exactly as it would be one at a time. What it finds is written under its iteration in
+    ``round_results``.
     """
     iteration = int(state.get("iteration", 0))
-    work: dict[str, Any] = dict(state)
-    calls: list[dict[str, Any]] = []
     trace = JobTrace(iteration)
     token = JOB_TRACE.set(trace)
     started = time.time()
     try:
-        stage = nodes.validate
-        while True:
-            work.update(stage(work, runtime))  # type: ignore[arg-type]
-            step = nodes.next_step(work)  # type: ignore[arg-type]
-            if step == "record_failure":
-                break
-            if step == "code_fixer":
-                fix = nodes.code_fixer(work, runtime)  # type: ignore[arg-type]
-                calls.extend(fix.pop("llm_calls", []))
-                work.update(fix)
-                stage = nodes.validate
-                continue
-            if stage is nodes.evaluate:
-                break
-            stage = nodes.evaluate
+        found = pipeline.invoke(state, context=runtime.context)
     finally:
         JOB_TRACE.reset(token)
     finished = time.time()
+    calls = found.pop("llm_calls", [])
+    work: dict[str, Any] = {**state, **found}
     result = {key: work.get(key) for key in _RESULT_KEYS}
     placement = summarize_jobs(trace.jobs)
     where = {
@@ -277,8 +267,8 @@ def critic_round(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str,
             "iteration": int(found["iteration"]),
             "iteration_started": found["started_at"],
         }
-        judge = nodes.record_failure if found.get("error") is not None else nodes.critic
-        updates = judge(judged, runtime)  # type: ignore[arg-type]
+        node = nodes.record_failure if found.get("error") is not None else nodes.critic
+        updates = node(judged, runtime)  # type: ignore[arg-type]
         entry = updates.pop("history")[0]
         placement = found.get("placement") or {}
         entry.update(
@@ -297,11 +287,15 @@ def critic_round(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str,
         stop = stop or updates.get("stop_reason")
         work.update(updates)
     elapsed = state.get("elapsed_s", 0.0) + (time.time() - (state.get("round_started") or 0.0))
-    budget = state.get("budget_s")
-    if stop is None and budget is not None and elapsed >= budget:
-        stop = f"time budget of {budget:g} s spent ({elapsed:.0f} s)"
-    if stop is None and state.get("iteration", 0) >= state.get("max_iterations", 10):
-        stop = f"reached {state.get('max_iterations', 10)} iterations"
+    # Patience and targets were judged per candidate above; the clock once, on the round's.
+    stop = stop or judge.stop_reason(
+        iteration=state.get("iteration", 0),
+        max_iterations=state.get("max_iterations", 10),
+        elapsed_s=elapsed,
+        budget_s=state.get("budget_s"),
+        stale=0,
+        patience=None,
+    )
     return {
         "history": history,
         "best": work.get("best"),

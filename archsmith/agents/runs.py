@@ -25,7 +25,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from archsmith.agents.graph import build_graph
 from archsmith.agents.state import AgentContext, AgentState
+from archsmith.config import DEFAULT_EPOCHS
 from archsmith.errors import InputError
+from archsmith.home import RUN_META, run_dir, runs_dir
 from archsmith.sandbox.base import interrupts_stop_jobs
 
 __all__ = [
@@ -36,12 +38,10 @@ __all__ = [
     "new_run_id",
     "open_checkpointer",
     "redact_url",
-    "run_dir",
     "save_meta",
 ]
 
 log = logging.getLogger(__name__)
-META_FILE = "run.json"
 CHECKPOINT_FILE = "checkpoints.sqlite"
 
 
@@ -63,7 +63,7 @@ class RunMeta(BaseModel):
     sandbox: str = "local"
     device: str = "cpu"
     data_dir: str | None = None
-    epochs: int = 5
+    epochs: int = DEFAULT_EPOCHS
     iterations: int = 10
     budget_s: float | None = None
     patience: int | None = None
@@ -97,27 +97,22 @@ def new_run_id() -> str:
     return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
 
 
-def run_dir(home: Path, run_id: str) -> Path:
-    """Where a run's files live."""
-    return home / "runs" / run_id
-
-
 def save_meta(directory: Path, meta: RunMeta) -> None:
     """Write run.json atomically: a crash leaves the old file or the new one, never half."""
     meta.updated_at = time.time()
     directory.mkdir(parents=True, exist_ok=True)
-    tmp = directory / (META_FILE + ".tmp")
+    tmp = directory / (RUN_META + ".tmp")
     tmp.write_text(meta.model_dump_json(indent=2), encoding="utf-8")
-    os.replace(tmp, directory / META_FILE)
+    os.replace(tmp, directory / RUN_META)
 
 
 def load_meta(home: Path, run_id: str) -> RunMeta:
     """The run's metadata, or an InputError that lists the runs that exist."""
-    path = run_dir(home, run_id) / META_FILE
+    path = run_dir(home, run_id) / RUN_META
     if not path.is_file():
-        known = sorted(p.name for p in (home / "runs").glob("*") if (p / META_FILE).is_file())
+        known = sorted(p.name for p in runs_dir(home).glob("*") if (p / RUN_META).is_file())
         hint = f"; known runs: {', '.join(known[-10:])}" if known else "; there are no runs yet"
-        raise InputError(f"no run {run_id!r} in {home / 'runs'}{hint}")
+        raise InputError(f"no run {run_id!r} in {runs_dir(home)}{hint}")
     try:
         return RunMeta.model_validate_json(path.read_text(encoding="utf-8"))
     except ValueError as e:
@@ -210,6 +205,8 @@ def drive(
     }
     # durability="sync": each step's checkpoint is on disk before the next step starts, so a kill
     # loses at most the step in flight.
+    # The candidate pipeline (a subgraph) is reported as one step, when its checkpoint is saved:
+    # streaming its inner steps (``subgraphs=True``) would report each step before it is saved.
     updates = graph.stream(
         initial, config, context=context, stream_mode="updates", durability="sync"
     )

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-import functools
 import logging
 import os
 import re
@@ -12,12 +10,11 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
 from rich.console import Console
 
 from archsmith.agents.early_stop import EarlyStopRule
-from archsmith.agents.graph import StudioContext
 from archsmith.agents.interfaces import Architect
+from archsmith.agents.pipeline import PIPELINE
 from archsmith.agents.runs import (
     RunMeta,
     drive,
@@ -26,28 +23,30 @@ from archsmith.agents.runs import (
     open_checkpointer,
     pending,
     redact_url,
-    run_dir,
     save_meta,
     write_best,
 )
 from archsmith.agents.state import AgentContext, AgentState
-from archsmith.cli_common import figure
 from archsmith.config import Settings
 from archsmith.errors import InputError
+from archsmith.home import run_dir, sweep
 from archsmith.memory.recorder import RunRecorder, StopRequested
 from archsmith.memory.store import RunStore, process_alive
+from archsmith.metrics import figure
 from archsmith.sandbox import get_sandbox, release
+from archsmith.sandbox.base import Sandbox
 from archsmith.tools.runtime import ToolRuntime
 
 __all__ = [
     "LLM_STOP_PREFIX",
     "IterationView",
     "auto_epochs",
+    "make_checked_llm",
     "parse_duration",
     "resume_run",
+    "run_context",
     "run_row",
     "start_run",
-    "studio_context",
 ]
 
 log = logging.getLogger(__name__)
@@ -100,14 +99,14 @@ class IterationView:
                 self._line(entry, update.get("best"))
             if update.get("stop_reason"):
                 self.console.print(f"[bold]stopping:[/] {update['stop_reason']}")
-        elif node == "code_fixer":
-            fixes = update.get("fixes") or [{}]
-            err = fixes[-1].get("error") or {}
-            self.console.print(
-                f"   [yellow]fix {update.get('fix_attempts')}[/] after {fixes[-1].get('stage')}:"
-                f" {err.get('type')}: {str(err.get('message'))[:100]}",
-                highlight=False,
-            )
+        elif node == PIPELINE:
+            for fix in update.get("fixes") or []:
+                err = fix.get("error") or {}
+                self.console.print(
+                    f"   [yellow]fix {fix.get('attempt')}[/] after {fix.get('stage')}:"
+                    f" {err.get('type')}: {str(err.get('message'))[:100]}",
+                    highlight=False,
+                )
 
     def _line(self, entry: dict[str, Any], best: dict[str, Any] | None) -> None:
         it = entry.get("iteration")
@@ -138,11 +137,12 @@ class IterationView:
 
 
 def _architect(meta: RunMeta, settings: Settings) -> Architect:
-    from archsmith.agents.llm import OutagePolicy, make_llm, parse_llm
+    from archsmith.llm.outage import OutagePolicy
+    from archsmith.llm.providers import make_llm, parse_llm
 
     provider, model = parse_llm(meta.llm)
     if provider == "offline":
-        from archsmith.agents.offline_architect import OfflineArchitect
+        from archsmith.agents.offline.architect import OfflineArchitect
 
         return OfflineArchitect(seed=0)
     from archsmith.agents.llm_architect import LLMArchitect
@@ -170,16 +170,23 @@ def _request_timeout_s(meta: RunMeta, settings: Settings) -> float:
     return meta.llm_timeout_s if meta.llm_timeout_s is not None else settings.llm_timeout_s
 
 
-def _context(
-    meta: RunMeta, settings: Settings, llm: Any, recorder: RunRecorder | None = None
+def run_context(
+    meta: RunMeta,
+    settings: Settings,
+    llm: Any,
+    recorder: RunRecorder | None = None,
+    sandbox: Sandbox | None = None,
 ) -> AgentContext:
-    sandbox = get_sandbox(
-        meta.sandbox,  # type: ignore[arg-type]
-        image=settings.sandbox_image,
-        trusted_code=llm is None,
-        bwrap=settings.bwrap,
-        warm=settings.warm_sandbox,
-    )
+    """The run's collaborators: its sandbox (``sandbox``, the one the caller built and checked,
+    else one built here), tools, architect and LLM; rebuilt on resume."""
+    if sandbox is None:
+        sandbox = get_sandbox(
+            meta.sandbox,  # type: ignore[arg-type]
+            image=settings.sandbox_image,
+            trusted_code=llm is None,
+            bwrap=settings.bwrap,
+            warm=settings.warm_sandbox,
+        )
     tools = ToolRuntime(sandbox, settings, device=meta.device)
     if recorder is not None:
         tools.on_call = recorder.on_tool_call
@@ -196,65 +203,14 @@ def _context(
     )
 
 
-def _make_llm(meta: RunMeta, settings: Settings) -> Any:
-    from archsmith.agents.llm import check_llm, make_llm
+def make_checked_llm(meta: RunMeta, settings: Settings) -> Any:
+    """The run's chat model, checked to answer (None offline)."""
+    from archsmith.llm.providers import check_llm, make_llm
 
     llm = make_llm(meta.llm, base_url=meta.base_url, timeout_s=_request_timeout_s(meta, settings))
     if llm is not None:
         check_llm(llm)
     return llm
-
-
-def studio_context(options: Any, thread: str | None) -> AgentContext:
-    """The run context for a graph started by LangGraph Studio, which has none of its own.
-
-    ``options`` is what Studio passed: a `StudioContext`, its fields as a dict, or None; an
-    `AgentContext` (a caller that built one) is used as it is. Built once per thread and kept,
-    so a search's nodes share one sandbox and one architect, as in ``archsmith run``.
-    """
-    if isinstance(options, AgentContext):
-        return options
-    if options is None or isinstance(options, StudioContext):
-        return _studio_context(options or StudioContext(), thread)
-    if dataclasses.is_dataclass(options) and not isinstance(options, type):
-        options = dataclasses.asdict(options)  # StudioContext of graph.py loaded by its path
-    if not isinstance(options, dict):
-        raise InputError(f"LangGraph Studio passed a context archsmith cannot read: {options!r}")
-    try:
-        return _studio_context(StudioContext(**options), thread)
-    except TypeError as e:
-        raise InputError(f"LangGraph Studio passed an unknown context field: {e}") from e
-
-
-@functools.lru_cache(maxsize=8)
-def _studio_context(options: StudioContext, thread: str | None) -> AgentContext:
-    from archsmith.agents.llm import default_llm
-
-    overrides: dict[str, Any] = {"sandbox": options.sandbox}
-    if options.device:
-        overrides["device"] = options.device
-    if options.data_dir:
-        overrides["data_dir"] = Path(options.data_dir)
-    settings = Settings(**overrides)
-    try:
-        meta = RunMeta(
-            run_id=f"studio-{thread or 'local'}",
-            request="(started from LangGraph Studio)",
-            llm=options.llm or default_llm(),
-            base_url=options.base_url,
-            sandbox=settings.sandbox,
-            device=settings.resolve_device(),
-            data_dir=str(settings.data_dir) if settings.data_dir else None,
-            epochs=options.epochs,
-            max_train=options.max_train,
-            max_val=options.max_val,
-            early_stop=options.early_stop,
-            early_stop_margin=options.early_stop_margin,
-        )
-    except ValidationError as e:
-        raise InputError(f"LangGraph Studio's context has a bad value: {e}") from e
-    log.info("LangGraph Studio run on thread %s: %s, %s sandbox", thread, meta.llm, meta.sandbox)
-    return _context(meta, settings, _make_llm(meta, settings))
 
 
 def start_run(
@@ -268,14 +224,16 @@ def start_run(
     on_update: Callable[[str, dict[str, Any]], None] | None = None,
     llm: Any = None,
     planner_calls: list[dict[str, Any]] | None = None,
+    sandbox: Sandbox | None = None,
 ) -> AgentState:
     """Create the run's directory and drive a new run to its end (or to Ctrl-C).
 
     ``llm`` is the chat model the caller already checked; without it one is made from the meta.
+    ``sandbox`` is the one the caller built (and so checked); without it one is built.
     ``planner_calls`` are the LLM calls that planned the spec, kept with the run's trace.
     """
     if llm is None:
-        llm = _make_llm(meta, settings)
+        llm = make_checked_llm(meta, settings)
     directory = run_dir(settings.home, meta.run_id)
     meta.checkpoint_url = redact_url(checkpoint_url) if checkpoint_url else None
     meta.status, meta.pid = "running", os.getpid()
@@ -297,7 +255,16 @@ def start_run(
         recorder = RunRecorder(store, meta.run_id, directory)
         recorder.sync(dict(initial))
         return _drive(
-            meta, settings, llm, directory, checkpoint_url, initial, console, on_update, recorder
+            meta,
+            settings,
+            llm,
+            directory,
+            checkpoint_url,
+            initial,
+            console,
+            on_update,
+            recorder,
+            sandbox,
         )
 
 
@@ -363,7 +330,7 @@ def resume_run(
     if not left:
         console.print(f"run {run_id} already finished: {state.get('stop_reason')}")
         return state
-    llm = _make_llm(meta, settings)
+    llm = make_checked_llm(meta, settings)
     meta.status, meta.pid, meta.stop_reason = "running", os.getpid(), None
     save_meta(directory, meta)
     console.print(
@@ -388,6 +355,7 @@ def _drive(
     console: Console,
     on_update: Callable[[str, dict[str, Any]], None] | None,
     recorder: RunRecorder,
+    sandbox: Sandbox | None = None,
 ) -> AgentState:
     view = on_update or IterationView(console)
 
@@ -395,13 +363,15 @@ def _drive(
         recorder.on_update(node, update)
         view(node, update)
 
-    from archsmith.agents.llm import LLMOutageError
+    from archsmith.llm.failures import LLMOutageError
 
     store = recorder.store
     store.set_status(meta.run_id, "running", pid=os.getpid())
-    context = _context(meta, settings, llm, recorder)
+    sweep(settings.home)  # what processes killed mid-job left (their jobs, held state)
+    context = run_context(meta, settings, llm, recorder, sandbox)
     try:
         with ExitStack() as cluster, open_checkpointer(directory, url) as saver:
+            cluster.callback(context.tools.release)  # the run's validated programs
             cluster.callback(release, context.tools.sandbox)
             if meta.workers > 1 or meta.ray_address:
                 _on_ray(cluster, meta, settings, directory, context, trusted=llm is None)

@@ -21,6 +21,7 @@ from typing_extensions import TypedDict
 
 from archsmith.agents.early_stop import EarlyStopRule
 from archsmith.agents.interfaces import Architect
+from archsmith.config import DEFAULT_EPOCHS
 from archsmith.tools.runtime import ToolRuntime
 
 __all__ = ["AgentContext", "AgentState", "Candidate", "merge_round_results"]
@@ -91,9 +92,10 @@ class AgentContext:
     """Run-scoped collaborators: not checkpointed, rebuilt when a run resumes."""
 
     tools: ToolRuntime
-    architect: Architect
+    #: Proposes and repairs candidates; None where nothing is proposed (``archsmith evaluate``).
+    architect: Architect | None = None
     llm: BaseChatModel | None = None
-    epochs: int = 5
+    epochs: int = DEFAULT_EPOCHS
     max_fix_attempts: int = 3
     train_time_budget_s: float | None = None
     max_train: int | None = None
@@ -103,3 +105,9 @@ class AgentContext:
     #: Told each parallel candidate's record as soon as it is done, from its own thread (the
     #: run store's row); the graph's stream reports it only when LangGraph gets to it.
     on_candidate: Callable[[dict[str, Any]], None] | None = None
+
+    def require_architect(self) -> Architect:
+        """The architect, for the nodes that propose or repair a candidate."""
+        if self.architect is None:
+            raise RuntimeError("this context has no architect to propose or repair candidates")
+        return self.architect

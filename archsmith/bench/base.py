@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
+from archsmith import judge
 from archsmith.spec import TaskSpec
 from archsmith.tools.schemas import EvaluationMetrics
 
@@ -85,7 +86,8 @@ class Objective(Protocol):
         ...
 
     def feasible(self, record: Record) -> bool:
-        """Whether the architecture meets the objective's constraint (always True without one)."""
+        """Whether the architecture meets the objective's hard limits, by the judge's rule
+        (``archsmith.judge.meets_limits``); always True without any."""
         ...
 
     def spec(self) -> TaskSpec:
@@ -192,10 +194,11 @@ class Evaluator:
         return any(e.arch == tuple(arch) for e in self.history)
 
     def best(self) -> Evaluation | None:
-        """The best evaluation so far (by score; the earliest among equals)."""
+        """The best evaluation so far by the judge's rank (every limit met first, then the
+        score; the earliest among equals)."""
         if not self.history:
             return None
-        return max(self.history, key=lambda e: (e.score, -e.number))
+        return max(self.history, key=lambda e: (judge.rank(e.feasible, e.score), -e.number))
 
     def best_rank_so_far(self) -> list[int]:
         """After each evaluation, the rank of the best architecture found so far."""

@@ -28,10 +28,10 @@ from typing import Any, Final
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 
-from archsmith.agents.interfaces import LLMCall
-from archsmith.agents.llm_architect import _message_text
 from archsmith.bench.base import Arch, Evaluation, Evaluator, Objective, TabularSpace
-from archsmith.bench.strategies import random_unseen
+from archsmith.bench.sampling import random_unseen
+from archsmith.llm.calls import LLMCall, message_text
+from archsmith.llm.providers import model_name as name_of
 from archsmith.prompts import render
 from archsmith.spec import TaskSpec
 
@@ -241,8 +241,6 @@ class GeniusStrategy:
     def __init__(self, llm: BaseChatModel, *, model_name: str | None = None) -> None:
         self.llm = llm
         if model_name is None:
-            from archsmith.agents.llm import model_name as name_of
-
             model_name = name_of(llm)
         self.model_name = model_name
         self.llm_calls: list[LLMCall] = []
@@ -341,7 +339,7 @@ class GeniusStrategy:
         started = time.perf_counter()
         response = self.llm.invoke(messages)
         latency = time.perf_counter() - started
-        text = _message_text(response)
+        text = message_text(response)
         usage = getattr(response, "usage_metadata", None) or {}
         self.llm_calls.append(
             LLMCall(

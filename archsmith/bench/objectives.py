@@ -27,6 +27,7 @@ import logging
 import math
 import statistics
 
+from archsmith import judge
 from archsmith.bench.base import Arch, Objective, Record, TabularSpace
 from archsmith.data.registry import REGISTRY
 from archsmith.errors import InputError
@@ -100,6 +101,12 @@ def _task_spec(
     )
 
 
+def _feasible(limits: judge.Limits, record: Record, latency_ms: float | None = None) -> bool:
+    """The judge's limit rule on a row: its parameters, and its latency where the objective
+    reads one (an unmeasured figure breaks no limit)."""
+    return judge.meets_limits(limits, params=record.params, latency_ms=latency_ms)
+
+
 def _table_metrics(record: Record, device: str | None) -> EvaluationMetrics:
     """A row as the critic's metrics: test accuracy as both accuracies, no energy."""
     latency = record.latency_ms.get(device) if device is not None else None
@@ -123,6 +130,7 @@ class AccuracyObjective:
         self.space = space
         self.dataset = dataset
         self.best_accuracy = max(record.accuracy for _, record in _rows(space, dataset))
+        self.limits = judge.HardLimits()
         self._spec = _task_spec(dataset, ANY_GAIN)
 
     def score(self, record: Record) -> float:
@@ -130,8 +138,8 @@ class AccuracyObjective:
         return record.accuracy
 
     def feasible(self, record: Record) -> bool:
-        """Always: accuracy has no constraint."""
-        return True
+        """Always: accuracy has no constraint (no hard limits)."""
+        return _feasible(self.limits, record)
 
     def spec(self) -> TaskSpec:
         """TV_Acc = 1: val_accuracy_low fires on every architecture, asking for more accuracy."""
@@ -178,6 +186,8 @@ class MFactorObjective:
         if best.params is None:  # excluded above; keeps the type checker and -O runs honest
             raise InputError(f"{space.name}: no parameter count for {space.encode(best_arch)}")
         median_params = statistics.median_low(record.params or 0 for _, record in rows)
+        # The spec's max_params steers the rulebook; it is no hard limit of the objective.
+        self.limits = judge.HardLimits()
         self._spec = _task_spec(dataset, ANY_GAIN, max_params=median_params)
         logger.debug(
             "%s on %s/%s: P_min %d, optimum %s (accuracy %.4f, %d params)",
@@ -198,7 +208,7 @@ class MFactorObjective:
 
     def feasible(self, record: Record) -> bool:
         """Always: the M-factor trades size against accuracy instead of constraining either."""
-        return True
+        return _feasible(self.limits, record)
 
     def spec(self) -> TaskSpec:
         """TV_Acc = 1, max_params = the median size (see the class docstring)."""
@@ -251,7 +261,8 @@ class LatencyObjective:
             limit = float(max_latency_ms)
         else:
             raise InputError(f"max_latency_ms must be a finite number > 0, got {max_latency_ms!r}")
-        feasible = [record for _, record in rows if record.latency_ms[device] <= limit]
+        limits = judge.HardLimits(max_latency_ms=limit)
+        feasible = [r for _, r in rows if _feasible(limits, r, r.latency_ms[device])]
         if not feasible:
             raise InputError(
                 f"no architecture of {space.name} runs within {limit:g} ms on {device}; the"
@@ -262,6 +273,7 @@ class LatencyObjective:
         self.dataset = dataset
         self.device = device
         self.max_latency_ms = limit
+        self.limits = limits
         self.feasible_count = len(feasible)
         self.best_feasible_accuracy = max(record.accuracy for record in feasible)
         self._spec = _task_spec(dataset, ANY_GAIN, max_latency_ms=limit)
@@ -283,7 +295,7 @@ class LatencyObjective:
 
     def feasible(self, record: Record) -> bool:
         """Whether the latency on the device is at most the limit."""
-        return self._latency(record) <= self.max_latency_ms
+        return _feasible(self.limits, record, self._latency(record))
 
     def spec(self) -> TaskSpec:
         """TV_Acc = 1, max_latency_ms = the limit with priority 1."""

@@ -3,7 +3,7 @@ and optionally a one-page summary (``docs/benchmarks.md``) whose hand-written ta
 
 ``results.json`` holds everything (configuration, every search, the aggregates) so any other
 table can be derived later without rerunning; it carries a ``format`` number so readers can tell
-when its meaning changes (``archsmith.bench.runner.FORMAT``). The markdown repeats the command
+when its meaning changes (``archsmith.bench.results.FORMAT``). The markdown repeats the command
 that produced it, because a table without its command cannot be reproduced or trusted. The plots
 are standalone SVG files (styles inside, nothing fetched), so they open anywhere and can be linked
 from the markdown.
@@ -19,7 +19,7 @@ from xml.sax.saxutils import escape, quoteattr
 
 from rich.table import Table
 
-from archsmith.bench.runner import Aggregate, BenchResult
+from archsmith.bench.results import Aggregate, BenchResult
 from archsmith.files import atomic_write_text
 from archsmith.report.svg import AxisSpec, build_axis
 

@@ -19,9 +19,9 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from archsmith.bench.base import Arch, Evaluation, Evaluator, TabularSpace
+from archsmith.bench.guided import GuidedTabularSearch
 from archsmith.bench.sampling import neighbours, random_unseen, spend_rest
 from archsmith.errors import InputError
-from archsmith.search.tabular import GuidedTabularSearch
 
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
@@ -346,7 +346,7 @@ def _spread(values: list[float]) -> float:
 
 
 class RulebookStrategy(GuidedTabularSearch):
-    """The offline architect's search on a table (`archsmith.search.tabular`): the rulebook's
+    """The offline architect's search on a table (`archsmith.bench.guided`): the rulebook's
     instructions as moves derived from the space's capacity order, chosen by the objective."""
 
     name = "rulebook"

@@ -451,22 +451,14 @@ class RunStore:
         return [r[0] for r in self._read("SELECT run_id FROM runs ORDER BY created_at, run_id")]
 
     def get_run(self, run_id: str) -> dict[str, Any] | None:
-        """The run's row with its JSON fields decoded, or None."""
-        rows = self._read("SELECT * FROM runs WHERE run_id = ?", (run_id,))
+        """The run's row with its JSON fields decoded and its summary (``_RUN_SUMMARY``), or
+        None: ``show`` gives the same headline numbers as ``runs``."""
+        rows = self._read(_RUN_SUMMARY + " WHERE r.run_id = ?", (run_id,))
         return _run_row(rows[0]) if rows else None
 
     def list_runs(self) -> list[dict[str, Any]]:
         """Every run with its iteration count and best candidate's headline numbers."""
-        rows = self._read(
-            "SELECT r.*, (SELECT COUNT(*) FROM iterations i WHERE i.run_id = r.run_id) AS done,"
-            " b.iteration AS best_iteration, b.val_accuracy AS best_val_accuracy,"
-            " b.fps AS best_fps, b.combined_metric AS best_cm, b.params AS best_params,"
-            " b.test_accuracy AS best_test_accuracy"
-            " FROM runs r LEFT JOIN iterations b ON b.rowid = ("
-            "   SELECT rowid FROM iterations i WHERE i.run_id = r.run_id AND i.is_best = 1"
-            "   ORDER BY i.iteration DESC LIMIT 1)"
-            " ORDER BY r.created_at, r.run_id"
-        )
+        rows = self._read(_RUN_SUMMARY + " ORDER BY r.created_at, r.run_id")
         return [_run_row(r) for r in rows]
 
     def iterations(self, run_id: str) -> list[dict[str, Any]]:
@@ -518,6 +510,19 @@ class RunStore:
             "SELECT * FROM artifacts WHERE run_id = ? ORDER BY created_at, path", (run_id,)
         )
         return [dict(r) for r in rows]
+
+
+#: A run's row with its iteration count and its best candidate's headline numbers: the one
+#: summary ``runs`` lists and ``show`` reads.
+_RUN_SUMMARY = (
+    "SELECT r.*, (SELECT COUNT(*) FROM iterations i WHERE i.run_id = r.run_id) AS done,"
+    " b.iteration AS best_iteration, b.val_accuracy AS best_val_accuracy,"
+    " b.fps AS best_fps, b.combined_metric AS best_cm, b.params AS best_params,"
+    " b.test_accuracy AS best_test_accuracy"
+    " FROM runs r LEFT JOIN iterations b ON b.rowid = ("
+    "   SELECT rowid FROM iterations i WHERE i.run_id = r.run_id AND i.is_best = 1"
+    "   ORDER BY i.iteration DESC LIMIT 1)"
+)
 
 
 def _run_row(row: sqlite3.Row) -> dict[str, Any]:

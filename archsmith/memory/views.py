@@ -1,8 +1,7 @@
 """The read side of runs: find one by id, prefix or ``latest``; gather its story; diff two steps.
 
-Runs whose directories exist but which the store does not know (made before the store existed, or
-after a damaged store was moved aside) are imported from their checkpoints, so nothing a run
-recorded is lost to a missing row.
+They read the run store only; the commands import the run directories it does not know first
+(``cli_runs.import_missing_runs``, which needs the graph's checkpoints, a layer above).
 """
 
 from __future__ import annotations
@@ -12,17 +11,17 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from archsmith import home
 from archsmith.config import Settings
 from archsmith.errors import InputError
-from archsmith.memory.recorder import RunRecorder
 from archsmith.memory.store import RunStore
 
 __all__ = [
     "MetricDelta",
     "code_diff",
-    "import_missing_runs",
     "iteration_entry",
     "metric_deltas",
+    "prune_home",
     "require_finished",
     "resolve_run",
     "run_story",
@@ -45,45 +44,16 @@ DIFF_METRICS: tuple[tuple[str, str, bool], ...] = (
 MetricDelta = tuple[str, float | None, float | None, float | None, bool | None]
 
 
-def import_missing_runs(store: RunStore, settings: Settings) -> list[str]:
-    """Import run directories the store does not know from their run.json and checkpoints."""
-    runs_dir = settings.home / "runs"
-    if not runs_dir.is_dir():
-        return []
-    known = set(store.run_ids())
-    missing = [
-        d for d in sorted(runs_dir.iterdir()) if d.name not in known and (d / "run.json").is_file()
-    ]
-    if not missing:
-        return []
-    # Only now the graph machinery: listing runs should not pay for importing LangGraph.
-    from archsmith.agents.runs import load_meta, open_checkpointer, pending, run_dir
-    from archsmith.agents.session import run_row
-
-    imported = []
-    for directory in missing:
-        meta = load_meta(settings.home, directory.name)
-        if meta.checkpoint_url:
-            log.warning("run %s keeps its checkpoints in PostgreSQL; not imported", meta.run_id)
-            continue
-        with open_checkpointer(directory, None) as saver:
-            _, state = pending(saver, meta.run_id)
-        # One transaction: a run is imported whole or not at all, so a failure is retried later.
-        with store.transaction(f"importing run {meta.run_id}"):
-            store.upsert_run(run_row(meta, run_dir(settings.home, meta.run_id)))
-            RunRecorder(store, meta.run_id, directory).sync(dict(state or {}))
-        imported.append(meta.run_id)
-        log.info("imported run %s from %s", meta.run_id, directory)
-    return imported
-
-
 def resolve_run(store: RunStore, settings: Settings, text: str) -> dict[str, Any]:
-    """The run named by its id, a unique prefix of it, or ``latest``; else a helpful InputError."""
-    import_missing_runs(store, settings)
+    """The run named by its id, a unique prefix of it, or ``latest``; else a helpful InputError.
+
+    The one resolver of run ids: every command that takes one uses it, on a store that has
+    imported the run directories it did not know (``cli_runs.import_missing_runs``)."""
     ids = store.run_ids()
     if not ids:
+        which = "" if text == "latest" else f"no run {text!r}: "
         raise InputError(
-            f"there are no runs yet in {settings.store_path}; start one with"
+            f"{which}there are no runs yet in {settings.store_path}; start one with"
             ' `archsmith run "build a 1000-FPS digits classifier"`'
         )
     if text == "latest":
@@ -106,6 +76,29 @@ def resolve_run(store: RunStore, settings: Settings, text: str) -> dict[str, Any
     if run is None:
         raise InputError(f"run {matches[0]} vanished while being read; try again")
     return run
+
+
+def prune_home(store: RunStore, settings: Settings, *, dry_run: bool) -> home.Reclaimed:
+    """``archsmith runs --prune``: what failed or deleted runs left in the home (``home.prune``),
+    keeping every program a run in the store refers to, and whatever a run still going may be
+    about to record. The store must have imported the run directories it can
+    (``cli_runs.import_missing_runs``)."""
+    unknown = home.unknown_runs(settings.home, store.run_ids())
+    if unknown:
+        raise InputError(
+            f"the store does not know run{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}"
+            " (checkpoints in PostgreSQL?), so it cannot tell which models they need; nothing"
+            " was pruned"
+        )
+    runs = store.list_runs()
+    referenced = [
+        str(entry.get("model_dir") or "")
+        for run in runs
+        for entry in store.iterations(run["run_id"])
+    ]
+    # A run on another host (alive None) may be going too.
+    live = [r["created_at"] for r in runs if r["status"] == "running" and r["alive"] is not False]
+    return home.prune(settings.home, referenced, min(live) if live else None, dry_run=dry_run)
 
 
 def require_finished(run: dict[str, Any], what: str, *, allow_running: bool = False) -> None:

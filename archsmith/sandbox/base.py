@@ -35,7 +35,9 @@ from archsmith.scoring.format import JOB_OUTPUTS, RESULT_FILE
 
 __all__ = [
     "CANDIDATE_FILE",
+    "CANDIDATE_TOOLS",
     "JOB_FILE",
+    "MEASURING_TOOLS",
     "RESULT_FILE",
     "RUNNER_FLAGS",
     "SANDBOX_DATA",
@@ -68,8 +70,12 @@ JOB_FILE = "job.json"
 CANDIDATE_FILE = "candidate.py"
 
 ToolName = Literal["build", "train", "export", "inspect", "score", "speed", "verify", "selftest"]
-#: The jobs that import the candidate's code; every other job must not be given it.
+#: The jobs that run as the candidate's process: they may be given its code, and what they
+#: return is that process's own account (bounded, never a score). ``build``, ``train`` and
+#: ``export`` import the candidate; ``selftest`` reports what such a process sees.
 CANDIDATE_TOOLS = frozenset({"build", "train", "export", "selftest"})
+#: The jobs of the measuring process: they load only the exported program, never the code.
+MEASURING_TOOLS = frozenset({"inspect", "score", "speed", "verify"})
 
 
 class SandboxError(ArchsmithError):

@@ -34,8 +34,8 @@ from pathlib import Path
 from typing import IO
 
 import archsmith
+import archsmith.sandbox.seccomp as seccomp
 from archsmith.files import remove_untrusted_tree
-from archsmith.sandbox import seccomp
 from archsmith.sandbox.base import (
     RUNNER_FLAGS,
     SANDBOX_DATA,
@@ -113,7 +113,7 @@ def find_bwrap(chosen: str | None = None) -> tuple[str | None, tuple[str, ...]]:
             reasons.append(f"{what} is not installed")
             continue
         try:
-            # A size-limited tmpfs is how a job's disk is bounded (bubblewrap 0.10 on).
+            # A size-limited tmpfs is how a job's disk is bounded (`--size`, bubblewrap 0.8 on).
             argv = [path, "--unshare-all", "--die-with-parent", "--ro-bind", "/", "/"]
             probe = subprocess.run(
                 [*argv, "--size", str(_MIB), "--tmpfs", "/tmp", "true"],

@@ -23,78 +23,13 @@ import json
 import logging
 import os
 import sys
-import traceback
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
-from archsmith.sandbox.base import CANDIDATE_FILE, JOB_FILE, RESULT_FILE
+from archsmith.sandbox.base import CANDIDATE_FILE, JOB_FILE, MEASURING_TOOLS, RESULT_FILE
+from archsmith.scoring.failures import describe
 
 log = logging.getLogger("archsmith.sandbox.runner")
-
-_MESSAGE_LIMIT = 2000
-_TRACEBACK_LIMIT = 8000
-
-
-#: Jobs that import the candidate, and jobs that measure its exported program without it.
-CANDIDATE_TOOLS = frozenset({"build", "train", "export"})
-MEASURING_TOOLS = frozenset({"inspect", "score", "speed", "verify"})
-
-
-def candidate_line(tb: TracebackType | None, candidate: str) -> int | None:
-    """The innermost line of the traceback that lies in the candidate's file."""
-    line = None
-    for frame, lineno in traceback.walk_tb(tb):
-        if frame.f_code.co_filename == candidate:
-            line = lineno
-    return line
-
-
-def exception_chain(exc: BaseException) -> list[BaseException]:
-    """``exc`` and its causes, outermost first (at most 20, no cycles)."""
-    chain = [exc]
-    while len(chain) < 20:
-        nxt = chain[-1].__cause__ or chain[-1].__context__
-        if nxt is None or nxt in chain:
-            break
-        chain.append(nxt)
-    return chain
-
-
-def chain_line(exc: BaseException, candidate: str) -> int | None:
-    """The candidate's line from the innermost exception of the chain that has one.
-
-    torch.export and the exporters wrap the real failure (a data-dependent branch in forward) in
-    their own errors, and archsmith wraps those again; the cause nearest the candidate's code
-    names the line to fix.
-    """
-    lines = [candidate_line(e.__traceback__, candidate) for e in reversed(exception_chain(exc))]
-    return next((ln for ln in lines if ln is not None), None)
-
-
-def describe(exc: BaseException, candidate: str, work_dir: str) -> dict[str, Any]:
-    """A CandidateError as data: type, message, candidate line, and a host-path-free traceback."""
-    line = chain_line(exc, candidate)
-    if line is None and isinstance(exc, SyntaxError) and exc.filename == candidate:
-        line = exc.lineno
-    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-    package_root = str(Path(__file__).resolve().parents[2])
-    prefixes = {
-        work_dir: "/sandbox/work",
-        sys.prefix: "<python>",
-        sys.base_prefix: "<python>",
-        package_root: "<archsmith>",
-    }
-    for path, label in sorted(prefixes.items(), key=lambda kv: -len(kv[0])):
-        text = text.replace(path, label)
-    message = str(exc)
-    for path, label in prefixes.items():
-        message = message.replace(path, label)
-    if len(message) > _MESSAGE_LIMIT:
-        message = message[:_MESSAGE_LIMIT] + " [...]"
-    if len(text) > _TRACEBACK_LIMIT:
-        text = "[...]\n" + text[-_TRACEBACK_LIMIT:]
-    return {"type": type(exc).__name__, "message": message, "line": line, "traceback": text}
 
 
 def write_result(work_dir: Path, payload: dict[str, Any]) -> None:
@@ -130,16 +65,17 @@ def _dispatch(tool: str, args: dict[str, Any], job: dict[str, Any], work_dir: Pa
         from archsmith.scoring import measure
 
         return getattr(measure, f"op_{tool}")(args, job, work_dir)
-    if tool not in CANDIDATE_TOOLS:
-        raise ValueError(f"unknown tool {tool!r}")
     from archsmith.scoring import candidate as candidate_ops
     from archsmith.scoring import export_ops
 
+    # The tools that import the candidate (``base.CANDIDATE_TOOLS`` less the selftest).
     ops = {
         "build": candidate_ops.op_build,
         "train": candidate_ops.op_train,
         "export": export_ops.op_export,
     }
+    if tool not in ops:
+        raise ValueError(f"unknown tool {tool!r}")
     return ops[tool](args, job, candidate, work_dir)
 
 

@@ -51,7 +51,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from archsmith.sandbox import seccomp
+import archsmith.sandbox.seccomp as seccomp
 
 log = logging.getLogger("archsmith.sandbox.zygote")
 
@@ -216,9 +216,9 @@ def _child(name: str, bpf: bytes, out: int, err: int) -> None:
             os._exit(SETUP_FAILED)
         signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        from archsmith.sandbox import runner
+        from archsmith.sandbox.runner import main as runner_main
 
-        code = runner.main([WORK])
+        code = runner_main([WORK])
         # What a cold job's interpreter does at exit: handlers the job registered run (and can
         # do what they would do there, such as plant a link for the host), then it ends.
         atexit._run_exitfuncs()
@@ -395,7 +395,7 @@ def serve() -> int:
     import torch
     import torch.export  # noqa: F401
 
-    from archsmith.sandbox import runner  # noqa: F401
+    import archsmith.sandbox.runner  # noqa: F401
     from archsmith.scoring import candidate, export_ops, measure  # noqa: F401
 
     imported = time.perf_counter() - started

@@ -37,6 +37,7 @@ from archsmith.scoring.common import (
     job_threads,
     load_data,
 )
+from archsmith.scoring.failures import chain_line, exception_chain
 from archsmith.scoring.format import ONNX_FILE, SAFETENSORS_FILE, TORCHSCRIPT_FILE
 
 __all__ = [
@@ -80,8 +81,6 @@ def _reason(exc: BaseException, candidate: str) -> tuple[str, int | None]:
     The exporters wrap the real cause (an op without an ONNX function, a data-dependent branch)
     in a page of generic advice; the innermost exception of the chain names it.
     """
-    from archsmith.sandbox.runner import chain_line, exception_chain
-
     chain = exception_chain(exc)
     text = (
         _first_line(exc) if len(chain) == 1 else f"{type(exc).__name__}: {_first_line(chain[-1])}"

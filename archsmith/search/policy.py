@@ -30,19 +30,17 @@ from typing import Any, Generic, TypeVar
 
 import numpy as np
 
+from archsmith.judge import Target
 from archsmith.search.surrogate import Matrix, fit_linear
 from archsmith.tools.schemas import RulebookAdviceOutput
 
 __all__ = [
-    "ACCURACY_SCALE",
     "Advice",
     "Candidate",
     "Choice",
     "Knobs",
     "Move",
     "Observation",
-    "Target",
-    "accuracy_target",
     "choose",
     "weighted_sample",
 ]
@@ -51,8 +49,6 @@ A = TypeVar("A")
 
 #: Fewest candidates a rule-weighted sample keeps, so a small neighbourhood is not thinned out.
 MIN_SAMPLE = 4
-#: How close to 0 or 1 a fraction is taken before its logit.
-_EPS = 1e-4
 
 
 @dataclass(frozen=True)
@@ -80,54 +76,6 @@ class Observation:
 
     features: Matrix
     metrics: Mapping[str, float]
-
-
-@dataclass(frozen=True)
-class Target:
-    """A metric the surrogate predicts, and how the search reads its prediction.
-
-    A quality (``optimistic``) is read at mean + beta * sd, since an untried edit may be better
-    than it looks; a cost at its mean. ``best_possible`` is the bound pruning assumes for a
-    quality (accuracy: 1); ``floor``/``ceiling`` clip predictions to values that can occur.
-    """
-
-    name: str
-    scale: float
-    optimistic: bool = False
-    best_possible: float | None = None
-    floor: float | None = None
-    ceiling: float | None = None
-    logit: bool = False  # model a fraction on the logit scale, where edits act about evenly
-
-    def clip(self, values: Matrix) -> Matrix:
-        low = -np.inf if self.floor is None else self.floor
-        high = np.inf if self.ceiling is None else self.ceiling
-        return np.clip(values, low, high)
-
-    def forward(self, values: Matrix) -> Matrix:
-        """The target on the scale the surrogate fits."""
-        if not self.logit:
-            return values
-        p = np.clip(values, _EPS, 1.0 - _EPS)
-        return np.asarray(np.log(p / (1.0 - p)), dtype=float)
-
-    def back(self, values: Matrix) -> Matrix:
-        """A fitted value back in the target's units."""
-        if not self.logit:
-            return values
-        return np.asarray(1.0 / (1.0 + np.exp(-values)), dtype=float)
-
-
-#: The unit of an accuracy model's prior, on the logit scale: near 90 % accuracy an edit worth
-#: this much moves accuracy by about two points, near 50 % by about six.
-ACCURACY_SCALE = 0.25
-
-
-def accuracy_target(name: str) -> Target:
-    """An accuracy (a fraction) as a quality, fitted on the logit scale, at best 1."""
-    return Target(
-        name, ACCURACY_SCALE, optimistic=True, best_possible=1.0, floor=0.0, ceiling=1.0, logit=True
-    )
 
 
 @dataclass(frozen=True)
@@ -159,20 +107,26 @@ class Advice:
     def from_output(cls, out: RulebookAdviceOutput) -> Advice:
         """From ``advise()``: kept instructions with their weights and rules, heaviest rule
         first, and why each dropped one was dropped."""
-        rule_weight = {r.rule_id: r.weight for r in out.fired_rules}
-        return cls(
-            {i.code: i.weight for i in out.instructions},
-            {
-                i.code: sorted(i.raised_by, key=lambda r: -rule_weight.get(r, 0.0))
+        return cls.from_instructions(
+            (
+                {"code": i.code, "weight": i.weight, "raised_by": i.raised_by}
                 for i in out.instructions
-            },
-            {d.code: d.reason for d in out.dropped},
+            ),
+            ({"rule_id": r.rule_id, "weight": r.weight} for r in out.fired_rules),
+            ({"code": d.code, "reason": d.reason} for d in out.dropped),
         )
 
     @classmethod
-    def from_instructions(cls, instructions: Iterable[Mapping[str, Any]]) -> Advice:
+    def from_instructions(
+        cls,
+        instructions: Iterable[Mapping[str, Any]],
+        fired_rules: Iterable[Mapping[str, Any]] = (),
+        dropped: Iterable[Mapping[str, Any]] = (),
+    ) -> Advice:
         """From resolved instructions as the graph carries them (``code``, ``weight``,
-        ``raised_by``); for a parent whose metrics are not at hand."""
+        ``raised_by``), with the critic's record of the same advice where it is at hand: its
+        ``fired_rules`` put each instruction's heaviest rule first, its ``dropped`` say why."""
+        rule_weight = {str(r["rule_id"]): float(r["weight"]) for r in fired_rules}
         weights: dict[str, float] = {}
         rules: dict[str, list[str]] = {}
         for item in instructions:
@@ -181,7 +135,8 @@ class Advice:
                 code = str(item["code"])
                 weights[code] = weights.get(code, 0.0) + weight
                 rules.setdefault(code, []).extend(str(r) for r in item.get("raised_by", []))
-        return cls(weights, rules)
+        ordered = {c: sorted(r, key=lambda r: -rule_weight.get(r, 0.0)) for c, r in rules.items()}
+        return cls(weights, ordered, {str(d["code"]): str(d["reason"]) for d in dropped})
 
     def ranked(self) -> list[str]:
         """Advised codes, heaviest first."""

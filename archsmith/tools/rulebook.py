@@ -42,6 +42,7 @@ __all__ = [
     "Resolution",
     "Rule",
     "Rulebook",
+    "Target",
     "default_rulebook",
     "evaluate_rules",
     "load_rulebook",
@@ -104,6 +105,38 @@ class Condition(BaseModel):
         return self
 
 
+class Target(BaseModel):
+    """One target of the spec: the figure, its threshold and priority fields, and which way it
+    is met. The one table of targets: the card (``export``) and the report check figures
+    against it, and the rules that fire on a miss must compare the same way (``Rulebook``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1, description="In words, as a person reads it.")
+    metric: str = Field(description="The measured figure (an EvaluationMetrics field).")
+    threshold: str = Field(description="The TaskSpec field that sets it; None there: no target.")
+    priority: str = Field(description="The TaskSpec field that weighs it.")
+    direction: Literal[">=", "<="] = Field(description="How a figure meets the threshold.")
+
+    @model_validator(mode="after")
+    def _check(self) -> Target:
+        if self.metric not in METRIC_NAMES or self.metric in _BOOLEAN_METRICS:
+            raise ValueError(f"target metric {self.metric!r} is not a measured figure")
+        for name in (self.threshold, self.priority):
+            if name not in TaskSpec.model_fields:
+                raise ValueError(f"{name!r} is not a TaskSpec field")
+        return self
+
+    @property
+    def missed_op(self) -> Literal["<", ">"]:
+        """The comparison that says the figure misses: what a rule firing on a miss tests."""
+        return "<" if self.direction == ">=" else ">"
+
+    def met(self, value: float, threshold: float) -> bool:
+        """Whether ``value`` meets ``threshold`` in this target's direction."""
+        return value >= threshold if self.direction == ">=" else value <= threshold
+
+
 class Rule(BaseModel):
     """A NNGES rule: when every clause holds, raise ``instructions`` with weight ``weight``."""
 
@@ -142,6 +175,9 @@ class Rulebook(BaseModel):
     source: str = ""
     accumulate: Literal["sum"] = "sum"
     instructions: tuple[Instruction, ...] = Field(min_length=1)
+    targets: tuple[Target, ...] = Field(
+        default=(), description="The spec's targets; a rulebook of your own may leave them out."
+    )
     rules: tuple[Rule, ...]
 
     @model_validator(mode="after")
@@ -170,7 +206,28 @@ class Rulebook(BaseModel):
             unknown = [c for c in rule.instructions if c not in by_code]
             if unknown:
                 raise ValueError(f"rule {rule.id} raises unknown instructions {unknown}")
+        self._check_targets()
         return self
+
+    def _check_targets(self) -> None:
+        """One target per metric, and a rule testing a target's threshold fires on its miss."""
+        metrics = [t.metric for t in self.targets]
+        if len(set(metrics)) != len(metrics):
+            raise ValueError("a metric has more than one target")
+        by_threshold = {t.threshold: t for t in self.targets}
+        for rule in self.rules:
+            for c in rule.when:
+                target = by_threshold.get(c.threshold) if isinstance(c.threshold, str) else None
+                if target is not None and (c.metric, c.op) != (target.metric, target.missed_op):
+                    raise ValueError(
+                        f"rule {rule.id} tests {c.metric} {c.op} {c.threshold}, but the target"
+                        f" {target.name!r} is missed when {target.metric} {target.missed_op}"
+                        f" {target.threshold}"
+                    )
+
+    def target(self, metric: str) -> Target | None:
+        """The target on ``metric``, if the rulebook has one."""
+        return next((t for t in self.targets if t.metric == metric), None)
 
     @property
     def by_code(self) -> dict[str, Instruction]:

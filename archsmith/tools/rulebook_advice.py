@@ -10,36 +10,13 @@ from typing import Any
 
 from langchain_core.tools import StructuredTool
 
-from archsmith.metrics import combined_metric, normalized_energy, normalized_fps
+from archsmith import judge
+from archsmith.metrics import normalized_energy, normalized_fps
 from archsmith.spec import TaskSpec
 from archsmith.tools.rulebook import Rulebook, evaluate_rules, resolve_conflicts
 from archsmith.tools.schemas import EvaluationMetrics, RulebookAdviceInput, RulebookAdviceOutput
 
-__all__ = ["advise", "rulebook_advice", "rulebook_advice_tool", "spec_combined_metric"]
-
-
-def spec_combined_metric(
-    spec: TaskSpec,
-    train_accuracy: float,
-    val_accuracy: float,
-    fps: float,
-    train_energy_kwh_pue: float,
-    val_energy_kwh_pue: float,
-) -> float:
-    """CM (Eq. 1) with the spec's weights and thresholds: one formula for every caller."""
-    return combined_metric(
-        train_accuracy,
-        val_accuracy,
-        fps,
-        train_energy_kwh_pue,
-        val_energy_kwh_pue,
-        weight_accuracy=spec.weight_accuracy,
-        weight_fps=spec.weight_fps,
-        weight_energy=spec.weight_energy,
-        fps_threshold=spec.fps_threshold,
-        train_energy_threshold_kwh_pue=spec.train_energy_threshold_kwh_pue,
-        val_energy_threshold_kwh_pue=spec.val_energy_threshold_kwh_pue,
-    )
+__all__ = ["advise", "rulebook_advice", "rulebook_advice_tool"]
 
 
 def advise(
@@ -68,21 +45,14 @@ def advise(
         if m.val_energy_kwh_pue is None
         else normalized_energy(m.val_energy_kwh_pue, spec.val_energy_threshold_kwh_pue)
     )
-    needed = [
-        (spec.weight_accuracy, (m.train_accuracy, m.val_accuracy)),
-        (spec.weight_fps, (m.fps,)),
-        (spec.weight_energy, (m.train_energy_kwh_pue, m.val_energy_kwh_pue)),
-    ]
-    cm = None
-    if all(w == 0.0 or all(v is not None for v in values) for w, values in needed):
-        cm = spec_combined_metric(
-            spec,
-            m.train_accuracy or 0.0,
-            m.val_accuracy or 0.0,
-            m.fps or 0.0,
-            m.train_energy_kwh_pue or 0.0,
-            m.val_energy_kwh_pue or 0.0,
-        )
+    cm = judge.measured_combined_metric(
+        spec,
+        train_accuracy=m.train_accuracy,
+        val_accuracy=m.val_accuracy,
+        fps=m.fps,
+        train_energy_kwh_pue=m.train_energy_kwh_pue,
+        val_energy_kwh_pue=m.val_energy_kwh_pue,
+    )
     return RulebookAdviceOutput(
         instructions=resolution.kept,
         dropped=resolution.dropped,
@@ -92,7 +62,7 @@ def advise(
         normalized_fps=nf,
         normalized_train_energy=t_ne,
         normalized_val_energy=v_ne,
-        limit_violations=spec.limit_violations(m.params, m.latency_ms, m.model_size_mb),
+        limit_violations=judge.limit_violations(spec, m.params, m.latency_ms, m.model_size_mb),
         # A target whose metric was not measured is not met: it is unknown.
         targets_met=not any(rule.weight > 0.0 for rule in fired)
         and not any(s.unmeasured for s in skipped),

@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import tempfile
 import threading
 import time
 from collections import OrderedDict
@@ -31,6 +30,7 @@ from pydantic import BaseModel
 from archsmith.config import Settings
 from archsmith.data.prepared_format import read_meta
 from archsmith.files import UntrustedFileError, copy_untrusted, remove_untrusted_tree
+from archsmith.home import new_job_dir, new_validated_dir, release_run
 from archsmith.memory.store import ToolCallRecord
 from archsmith.sandbox.base import (
     CANDIDATE_TOOLS,
@@ -132,6 +132,23 @@ class ToolRuntime:
         # Candidates of one round are validated from several threads at once.
         self._validated_lock = threading.Lock()
         self._expected: PreparedRef | None = None
+        self._validated_dir: Path | None = None
+
+    def validated_dir(self) -> Path:
+        """Where this runtime keeps the programs it validates (``home.new_validated_dir``):
+        untrained, read only until their candidate trains; made on first use."""
+        with self._validated_lock:
+            if self._validated_dir is None:
+                self._validated_dir = new_validated_dir(self.settings.home)
+            return self._validated_dir
+
+    def release(self) -> None:
+        """The run has ended: remove the programs it validated (a resumed run validates again)."""
+        with self._validated_lock:
+            found, self._validated_dir = self._validated_dir, None
+            self._validated.clear()
+        if found is not None:
+            release_run(found)
 
     def expect_data(self, data: PreparedRef) -> None:
         """Say which prepared dataset the next candidates train on and are scored with.
@@ -153,7 +170,7 @@ class ToolRuntime:
         max_val: int | None = None,
     ) -> PreparedRef:
         """Prepare (or reuse) the dataset's .npz on the host; raises when it is not available."""
-        from archsmith.data import prepare_dataset
+        from archsmith.data.prepared import prepare_dataset
 
         path = prepare_dataset(
             dataset,
@@ -238,7 +255,7 @@ class ToolRuntime:
                 kept.append(
                     take_program(
                         work_dir,
-                        self.settings.models_dir,
+                        self.validated_dir() if tool == "build" else self.settings.models_dir,
                         max_tensor_bytes=self.settings.max_model_bytes,
                     )
                 )
@@ -269,11 +286,7 @@ class ToolRuntime:
             limits=limits or self.limits,
             device=self.device,
         )
-        self.settings.jobs_dir.mkdir(parents=True, exist_ok=True)
-        work_dir = Path(
-            tempfile.mkdtemp(prefix=f"{time.strftime('%Y%m%d-%H%M%S')}-{tool}-",
-                             dir=self.settings.jobs_dir)
-        )  # fmt: skip
+        work_dir = new_job_dir(self.settings.home, tool)
         started = time.time()
         try:
             result = bound_candidate_result(tool, self.sandbox.run(job, work_dir))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +11,7 @@ from typing import Any
 from langchain_core.tools import StructuredTool
 
 from archsmith.energy import EnergyReading
+from archsmith.home import new_held_dir
 from archsmith.sandbox.base import SandboxResult
 from archsmith.scoring.format import TRAIN_STATE_FILE, VALIDATED_FILES
 from archsmith.scoring.handover import ProgramFiles, graph_difference, model_files
@@ -120,8 +120,7 @@ def train_model(
     pause = check is not None and 1 <= check.epoch < inp.epochs
     held = None
     if pause:
-        runtime.settings.jobs_dir.mkdir(parents=True, exist_ok=True)
-        held = Path(tempfile.mkdtemp(prefix="held-", dir=runtime.settings.jobs_dir))
+        held = new_held_dir(runtime.settings.home)
     try:
         return _train(runtime, inp, data, args, check if pause else None, held)
     finally:

@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 from clitools import SCRIPT, env_for
 
-from archsmith.agents.runs import load_meta, open_checkpointer, pending, run_dir
+from archsmith.agents.runs import load_meta, open_checkpointer, pending
+from archsmith.home import run_dir
 from archsmith.memory.store import RunStore
 
 

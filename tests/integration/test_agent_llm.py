@@ -13,7 +13,8 @@ import pytest
 from stubs import isolate_llm_env
 from stubs.llm_server import Reply, StubLLMServer
 
-from archsmith.agents.runs import open_checkpointer, pending, run_dir
+from archsmith.agents.runs import open_checkpointer, pending
+from archsmith.home import run_dir
 
 SCRIPT = Path(sys.executable).parent / "archsmith"
 

@@ -15,7 +15,7 @@ from benchdata import write_space_file
 from clitools import SCRIPT, env_for
 from langchain_core.language_models.fake_chat_models import FakeListChatModel
 
-from archsmith.bench.runner import RealComponents
+from archsmith.bench.components import RealComponents
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = REPO.parent / "shared" / "data"
@@ -176,7 +176,8 @@ def test_a_bad_space_file_exits_2_with_the_line(tmp_path: Path) -> None:
 def test_the_llm_strategy_runs_in_the_main_process_beside_the_workers() -> None:
     """The real GENIUS strategy with a scripted chat model (not picklable, so never shipped to a
     worker) next to a pooled baseline."""
-    from archsmith.bench.runner import BenchConfig, run_bench
+    from archsmith.bench.config import BenchConfig
+    from archsmith.bench.runner import run_bench
 
     config = BenchConfig(
         benchmarks=["macro"], objectives=["accuracy"], strategies=["llm", "random"], seeds=2,

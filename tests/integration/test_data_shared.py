@@ -14,7 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from archsmith.data import load_dataset, load_prepared, prepare_dataset
+from archsmith.data.loaders import load_dataset
+from archsmith.data.prepared import prepare_dataset
+from archsmith.data.prepared_format import load_prepared
 from archsmith.data.text import clean_text, encode
 
 SHARED = Path(__file__).parents[2] / ".." / "shared" / "data"

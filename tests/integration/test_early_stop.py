@@ -125,8 +125,12 @@ def _leftovers(settings: Settings) -> list[str]:
 
 
 def _models(settings: Settings) -> set[Path]:
-    """The trained programs kept in the home (the module's tests share it: compare with before)."""
-    return set(settings.models_dir.iterdir()) if settings.models_dir.is_dir() else set()
+    """The programs kept in the home, trained and validated (``archsmith.home``: validated ones
+    in their runtime's ``validated-*`` directory); the module's tests share it: compare with
+    before."""
+    found = set(settings.models_dir.iterdir()) if settings.models_dir.is_dir() else set()
+    validated = {p for p in found if p.name.startswith("validated-")}
+    return (found - validated) | {program for d in validated for program in d.iterdir()}
 
 
 @pytest.fixture(scope="module")

@@ -18,14 +18,10 @@ from pathlib import Path
 import pytest
 from stubs import Reply, StubLLMServer, isolate_llm_env
 
-from archsmith.agents.llm import (
-    LLMOutageError,
-    OutagePolicy,
-    call_through_outage,
-    make_llm,
-    span,
-)
 from archsmith.agents.llm_architect import NO_CODE_ERROR, LLMArchitect
+from archsmith.llm.failures import LLMOutageError
+from archsmith.llm.outage import OutagePolicy, call_through_outage, span
+from archsmith.llm.providers import make_llm
 from archsmith.spec import TaskSpec
 
 pytestmark = pytest.mark.llm
@@ -67,7 +63,7 @@ def _warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [
         r.getMessage()
         for r in caplog.records
-        if r.levelno == logging.WARNING and r.name == "archsmith.agents.llm"
+        if r.levelno == logging.WARNING and r.name == "archsmith.llm.outage"
     ]
 
 

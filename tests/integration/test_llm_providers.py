@@ -16,11 +16,10 @@ import pytest
 from pydantic import BaseModel, Field
 from stubs import Reply, StubLLMServer, isolate_llm_env
 
-from archsmith.agents.llm import (
+from archsmith.errors import InputError
+from archsmith.llm.failures import LLMAuthError, LLMConfigError, LLMUnavailableError
+from archsmith.llm.providers import (
     PLACEHOLDER_API_KEY,
-    LLMAuthError,
-    LLMConfigError,
-    LLMUnavailableError,
     check_llm,
     default_llm,
     describe_llm,
@@ -28,7 +27,6 @@ from archsmith.agents.llm import (
     model_name,
     parse_llm,
 )
-from archsmith.errors import InputError
 
 pytestmark = pytest.mark.llm
 

@@ -142,12 +142,12 @@ def test_the_bundled_bwrap_isolates_when_the_system_has_none() -> None:
 
 
 def test_a_bwrap_that_cannot_bound_a_tmpfs_is_not_used(tmp_path: Path) -> None:
-    """bubblewrap before 0.10 has no ``--size``: with it a job's work directory would be unbounded,
+    """bubblewrap before 0.8 has no ``--size``: with it a job's work directory would be unbounded,
     so such a bwrap is passed over with the reason (the bundled one is then used)."""
     bundled = bundled_bwrap()
     assert bundled is not None
     old = tmp_path / "bwrap"
-    # A bwrap as 0.8 answers: everything works but --size.
+    # A bwrap as 0.7 answers: everything works but --size.
     old.write_text(
         "#!/bin/sh\n"
         'for a in "$@"; do [ "$a" = --size ] && { echo "bwrap: Unknown option --size" >&2;'

@@ -27,8 +27,8 @@ from browser import (
     require_browser,
 )
 
-from archsmith.report import ReportData, write_report
-from archsmith.report.html import best_index
+from archsmith.report.html import ReportData, write_report
+from archsmith.report.views import best_index
 
 require_browser(module_level=True)  # before importing selenium, which may be what is missing
 

@@ -98,6 +98,7 @@ def test_show_tells_the_story_of_the_run_and_of_one_step(readme_run: tuple[Path,
     assert test["ok"] is True
     assert 0.0 <= test["test_accuracy"] <= 1.0
     assert test["test_samples"] == 359  # digits: a 20 % carve-out, never trained or chosen on
+    assert story["run"]["best_test_accuracy"] == test["test_accuracy"]  # as `runs --json` says
     assert "test acc" in whole.stdout
     code = Path(story["run"]["directory"]) / "candidates" / "iteration_001.py"
     assert code.read_text() == story["iterations"][0]["code"]
@@ -145,7 +146,7 @@ def test_report_opens_in_a_real_browser(readme_run: tuple[Path, str], tmp_path: 
 
 
 def _digits_val(base: Path) -> np.ndarray[Any, Any]:
-    from archsmith.data import prepare_dataset
+    from archsmith.data.prepared import prepare_dataset
     from archsmith.data.prepared_format import load_prepared
 
     path = prepare_dataset("digits", None, base / "home" / "datasets", max_val=64)
@@ -198,6 +199,7 @@ def test_bad_run_ids_and_steps_are_clear_errors(readme_run: tuple[Path, str]) ->
     for args, message in (
         (("show", "no-such-run"), "no run 'no-such-run'"),
         (("report", "no-such-run"), "recent runs: " + run_id),
+        (("resume", "no-such-run"), "recent runs: " + run_id),  # one resolver for all
         (("show", run_id, "--iteration", "99"), "has no iteration 99"),
         (("diff", run_id, "1", "99"), "has no iteration 99"),
         (("stop", run_id), "is not running (status: finished)"),
@@ -317,7 +319,7 @@ def test_stop_from_another_terminal_then_resume(tmp_path: Path) -> None:
     assert run["status"] == "stopped"
     done = len(store.iterations(run_id))
     assert 1 <= done < 3
-    resumed = _cli(tmp_path, "resume", run_id, timeout=600)
+    resumed = _cli(tmp_path, "resume", "latest", timeout=600)  # as `stop latest` resolves it
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     final = store.get_run(run_id)
     assert final is not None

@@ -23,10 +23,10 @@ from typing import Any
 
 import pytest
 
-from archsmith.agents.graph import StudioContext, build_graph, build_studio_graph
-from archsmith.agents.offline_architect import OfflineArchitect
-from archsmith.agents.session import studio_context
+from archsmith.agents.graph import build_graph
+from archsmith.agents.offline.architect import OfflineArchitect
 from archsmith.agents.state import AgentContext
+from archsmith.agents.studio import StudioContext, build_studio_graph, studio_context
 from archsmith.errors import InputError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -43,14 +43,14 @@ def no_llm_keys(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 
 def test_the_studio_graph_has_the_run_graphs_shape() -> None:
-    studio = build_studio_graph().get_graph().draw_mermaid()
-    assert studio == build_graph().get_graph().draw_mermaid()
+    studio = build_studio_graph().get_graph(xray=True).draw_mermaid()
+    assert studio == build_graph().get_graph(xray=True).draw_mermaid()
 
 
 def test_langgraph_json_names_the_studio_graph() -> None:
     config = json.loads((ROOT / "langgraph.json").read_text())
     module, _, name = config["graphs"]["archsmith"].partition(":")
-    assert (module, name) == ("archsmith.agents.graph", "graph")
+    assert (module, name) == ("archsmith.agents.studio", "graph")
 
 
 @pytest.mark.usefixtures("no_llm_keys")

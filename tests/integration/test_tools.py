@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from archsmith.config import Settings
-from archsmith.data import DatasetNotFoundError
+from archsmith.data.registry import DatasetNotFoundError
 from archsmith.memory.store import ToolCallRecord
 from archsmith.sandbox.local import LocalSandbox
 from archsmith.tools import build_tools

@@ -14,7 +14,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from archsmith.agents.offline_architect import Arch, Stage, render_code
+from archsmith.agents.offline.description import Arch, Stage
+from archsmith.agents.offline.render import render_code
 
 IMAGE: dict[str, Any] = {"input_shape": [3, 32, 32], "num_classes": 10}
 TEXT: dict[str, Any] = {"input_shape": [64], "num_classes": 2, "task": "text_classification"}

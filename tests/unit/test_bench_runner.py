@@ -20,6 +20,7 @@ from typer.testing import CliRunner
 
 from archsmith.bench import runner as runner_module
 from archsmith.bench.base import Arch, Evaluator, Objective, Record, Strategy, TabularSpace
+from archsmith.bench.config import BenchConfig
 from archsmith.bench.output import (
     KEEP_MARKER,
     best_so_far_svg,
@@ -29,13 +30,8 @@ from archsmith.bench.output import (
     write_outputs,
     write_summary,
 )
-from archsmith.bench.runner import (
-    BenchConfig,
-    BenchResult,
-    SearchResult,
-    aggregate,
-    run_bench,
-)
+from archsmith.bench.results import BenchResult, SearchResult, aggregate
+from archsmith.bench.runner import run_bench
 from archsmith.cli_bench import register
 from archsmith.errors import InputError
 from archsmith.spec import TaskSpec

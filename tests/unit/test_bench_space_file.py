@@ -11,10 +11,11 @@ from typing import Any
 import pytest
 from benchdata import write_space_file
 
-from archsmith.bench.runner import BenchConfig, run_bench
+from archsmith.bench.config import BenchConfig
+from archsmith.bench.guided import space_moves
+from archsmith.bench.runner import run_bench
 from archsmith.bench.space_file import FileSpace, key_lines, load_space_file
 from archsmith.errors import InputError
-from archsmith.search.tabular import space_moves
 
 CHOICES = ["none", "skip", "conv1", "conv3"]
 

@@ -14,6 +14,7 @@ from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage, BaseMessage
 
 from archsmith.bench.base import Arch, BudgetExhausted, Evaluator, Record, Strategy
+from archsmith.bench.guided import space_moves
 from archsmith.bench.llm_strategy import GeniusStrategy, parse_answer
 from archsmith.bench.strategies import (
     STRATEGIES,
@@ -27,7 +28,6 @@ from archsmith.bench.strategies import (
 from archsmith.errors import InputError
 from archsmith.search.moves import Role, capacity_moves
 from archsmith.search.policy import Knobs
-from archsmith.search.tabular import space_moves
 from archsmith.spec import TaskSpec
 from archsmith.tools.rulebook_advice import advise
 from archsmith.tools.schemas import EvaluationMetrics

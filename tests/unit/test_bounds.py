@@ -101,3 +101,13 @@ def test_every_candidate_tool_has_its_fields() -> None:
     from archsmith.sandbox.base import CANDIDATE_TOOLS
 
     assert set(CANDIDATE_TOOLS) == set(CANDIDATE_RESULT_FIELDS)
+
+
+def test_every_tool_runs_in_one_process_kind() -> None:
+    """Each job is the candidate's process or the measuring one, never both, never neither."""
+    from typing import get_args
+
+    from archsmith.sandbox.base import CANDIDATE_TOOLS, MEASURING_TOOLS, ToolName
+
+    assert not CANDIDATE_TOOLS & MEASURING_TOOLS
+    assert set(get_args(ToolName)) == CANDIDATE_TOOLS | MEASURING_TOOLS

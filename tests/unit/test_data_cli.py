@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from archsmith.cli import app
-from archsmith.data import DATA_DIR_ENV, REGISTRY
+from archsmith.data.registry import DATA_DIR_ENV, REGISTRY
 
 #: The keys of ``datasets --json`` before the splits were listed: scripts may read any of them.
 OLD_KEYS = {"name", "aliases", "task", "input_shape", "num_classes", "available", "source"}

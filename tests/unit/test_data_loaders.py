@@ -19,16 +19,11 @@ import numpy.typing as npt
 import pytest
 from PIL import Image
 
-from archsmith.data import (
-    DATA_DIR_ENV,
-    REGISTRY,
-    DatasetUnavailableError,
-    LoadedDataset,
-    load_dataset,
-    locate_dataset,
-)
+from archsmith.data.common import LoadedDataset
 from archsmith.data.images import EUROSAT_CLASSES, make_synthetic
+from archsmith.data.loaders import load_dataset, locate_dataset
 from archsmith.data.pickles import CIFAR10_CLASSES, IMAGENET16_CLASSES
+from archsmith.data.registry import DATA_DIR_ENV, REGISTRY, DatasetUnavailableError
 from archsmith.data.splits import class_quotas
 from archsmith.errors import InputError
 

@@ -14,11 +14,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from archsmith.data import PreparedDatasetError, load_dataset, load_prepared, prepare_dataset
 from archsmith.data import prepared_format as fmt
 from archsmith.data.common import LoadedDataset, Source
-from archsmith.data.loaders import LOADERS, DatasetLoader
-from archsmith.data.prepared import LOADERS_VERSION, cache_key, train_view
+from archsmith.data.loaders import LOADERS, DatasetLoader, load_dataset
+from archsmith.data.prepared import LOADERS_VERSION, cache_key, prepare_dataset, train_view
+from archsmith.data.prepared_format import PreparedDatasetError, load_prepared
 from archsmith.errors import InputError
 
 REPO = Path(__file__).resolve().parents[2]

@@ -6,14 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from archsmith.data import (
+from archsmith.data.loaders import LOADERS
+from archsmith.data.registry import (
     DATA_DIR_ENV,
     REGISTRY,
     DatasetNotFoundError,
     find_data_dir,
     resolve_dataset,
 )
-from archsmith.data.loaders import LOADERS
 from archsmith.errors import InputError
 from archsmith.spec import TaskKind
 

@@ -21,8 +21,10 @@ from hypothesis import strategies as st
 from owndata import CORRUPT_PNG, csv_file, gray_folder, image_folder, jsonl_file, npz_file
 from PIL import Image
 
-from archsmith.data import DatasetNotFoundError, PreparedDataset, load_prepared, prepare_dataset
 from archsmith.data import loaders as loaders_module
+from archsmith.data.prepared import prepare_dataset
+from archsmith.data.prepared_format import PreparedDataset, load_prepared
+from archsmith.data.registry import DatasetNotFoundError
 from archsmith.data.splits import plan_splits
 from archsmith.data.user import (
     MIN_PER_CLASS,

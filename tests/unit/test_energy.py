@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from archsmith.config import Settings
 from archsmith.energy import (
     EnergyMeter,
     EnergyReading,
@@ -28,10 +29,9 @@ from archsmith.energy import (
     Measurement,
     NvmlMeter,
     RaplMeter,
-    estimate_watts,
     make_meter,
 )
-from archsmith.metrics import PUE
+from archsmith.metrics import PUE, power_watts
 
 # ---------------------------------------------------------------------------------------------
 # Fakes
@@ -166,17 +166,20 @@ def test_reading_is_frozen_strict_and_round_trips() -> None:
 
 
 def test_estimate_watts_is_eq4s_power_sum() -> None:
-    assert estimate_watts(65.0, 5.0, 250.0, 2) == pytest.approx(570.0)
-    assert estimate_watts(65.0, 5.0, 250.0, 0) == pytest.approx(70.0)
+    """The estimate source's power is Eq. 4's sum, one GPU on CUDA and none on the CPU."""
+    settings = Settings(cpu_watts=65.0, ram_watts=5.0, gpu_watts=250.0)
+    assert settings.estimate_watts("cuda:1") == pytest.approx(320.0)
+    assert settings.estimate_watts("cpu") == pytest.approx(70.0)
+    assert settings.estimate_watts("cuda") == power_watts(65.0, 5.0, 250.0, 1)
 
 
 @pytest.mark.parametrize(
     "args",
     [(-1.0, 0.0, 0.0, 1), (0.0, math.inf, 0.0, 1), (0.0, 0.0, math.nan, 1), (1.0, 1.0, 1.0, -1)],
 )
-def test_estimate_watts_rejects_bad_powers(args: tuple[float, float, float, int]) -> None:
+def test_power_watts_rejects_bad_powers(args: tuple[float, float, float, int]) -> None:
     with pytest.raises(ValueError, match="must be"):
-        estimate_watts(*args)
+        power_watts(*args)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from test_export_card import _best, _card
 from test_report_html import FIXTURE, render
 
 from archsmith.energy import SOURCES, energy_scope
-from archsmith.export import render_card
+from archsmith.model_card import render_card
 
 SCOPES = {"nvml": "GPU only", "rapl": "CPU package and DRAM only", "estimate": "estimate"}
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from archsmith.export import build_card, render_card
+from archsmith.model_card import build_card, render_card
 from archsmith.spec import TaskSpec
 
 CHECK = {

@@ -15,7 +15,7 @@ import pytest
 import torch
 from torch import nn
 
-from archsmith.data import prepare_dataset
+from archsmith.data.prepared import prepare_dataset
 from archsmith.data.prepared_format import load_prepared, save_prepared
 from archsmith.scoring.candidate import export_checked
 from archsmith.scoring.common import ContractError

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from archsmith import cli
+from archsmith import cli_tools
 from archsmith.agents import nodes
 from archsmith.spec import TaskSpec
 from archsmith.tools.measure_energy import ACCURACY_MISMATCH, timed_is_scored
@@ -140,23 +140,20 @@ def test_at_the_check_the_paused_program_is_held_to_its_own_score(
 def test_archsmith_evaluate_reports_the_mismatch_as_the_candidates_failure(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import archsmith.tools.check_shapes as shapes_module
-    import archsmith.tools.count_params as params_module
-    import archsmith.tools.measure_energy as measure_module
-    import archsmith.tools.train_model as train_module
-
+    """`archsmith evaluate` runs the graph's own candidate pipeline, so the node's check is its."""
+    monkeypatch.setattr(nodes, "check_shapes", lambda *a: CheckShapesOutput(ok=True, matches=True))
     monkeypatch.setattr(
-        shapes_module, "check_shapes", lambda *a: CheckShapesOutput(ok=True, matches=True)
-    )
-    monkeypatch.setattr(
-        params_module,
+        nodes,
         "count_params",
         lambda *a: CountParamsOutput(ok=True, params=1, size_mb=0.0, flops_per_sample=1),
     )
-    monkeypatch.setattr(train_module, "train_model", _trained(tmp_path, 700))
-    monkeypatch.setattr(measure_module, "measure_energy", lambda *a: _timed(650))
-    meta = {"input_shape": [1, 8, 8], "num_classes": 10, "task": "image_classification"}
-    runtime = SimpleNamespace(device="cpu")
-    report = cli._evaluate(runtime, "", "digits", meta, 1, None, None, 0, show=False)
+    monkeypatch.setattr(nodes, "train_model", _trained(tmp_path, 700))
+    monkeypatch.setattr(nodes, "measure_energy", lambda tools, inp: _timed(650))
+    context = _runtime().context
+    context.tools.prepare = lambda *a, **k: SimpleNamespace(meta={})
+    context.tools.expect_data = lambda data: None
+    context.tools.device = "cpu"
+    report = cli_tools._evaluate(context, SPEC, "", 0, show=False)
+    assert report["train_model"]["ok"] is True
     assert report["measure_energy"]["ok"] is False
     assert report["measure_energy"]["error"]["type"] == ACCURACY_MISMATCH

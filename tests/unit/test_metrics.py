@@ -18,6 +18,7 @@ from archsmith.metrics import (
     m_factor,
     normalized_energy,
     normalized_fps,
+    power_watts,
 )
 
 TABLE5_CELLS = [
@@ -80,6 +81,11 @@ def test_kwh_pue_recomputes_table5_energy_from_table4_hours(row: Row) -> None:
     watts = ASSUMED_DRAW.get(row.method, 300.0)
     value = kwh_pue(row.gpu_hours, cpu_watts=0.0, ram_watts=0.0, gpu_watts=watts, gpus=1)
     assert round(value, 2) == pytest.approx(row.energy_kwh_pue, abs=0.011)
+
+
+def test_power_watts_is_eq4s_sum() -> None:
+    assert power_watts(65.0, 5.0, 250.0, 2) == pytest.approx(570.0)
+    assert power_watts(65.0, 5.0, 250.0, 0) == pytest.approx(70.0)
 
 
 def test_kwh_pue_sums_cpu_ram_and_every_gpu() -> None:

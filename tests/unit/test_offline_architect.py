@@ -15,21 +15,20 @@ import torch
 from torch import nn
 
 from archsmith.agents.interfaces import Architect, ArchitectProposal
-from archsmith.agents.offline_architect import (
-    EDITS,
+from archsmith.agents.offline.architect import OfflineArchitect
+from archsmith.agents.offline.description import (
     MAX_CHANNELS,
     Arch,
-    OfflineArchitect,
     Stage,
-    apply_edit,
     arch_signature,
-    description_features,
     estimate_flops,
     estimate_params,
     final_size,
     initial_arch,
-    render_code,
 )
+from archsmith.agents.offline.edits import EDITS, apply_edit
+from archsmith.agents.offline.render import render_code
+from archsmith.agents.offline.scoring import description_features
 from archsmith.spec import TaskKind, TaskSpec
 from archsmith.tools.rulebook import load_rulebook
 
@@ -427,7 +426,7 @@ def test_search_on_digits_beats_its_first_model(tmp_path: Path) -> None:
 
     Slow: up to six real trainings of four epochs on digits in this process: the only test that
     the offline architect's edits, driven by the critic, improve a real model."""
-    from archsmith.data import load_dataset
+    from archsmith.data.loaders import load_dataset
     from archsmith.tools.rulebook_advice import advise
     from archsmith.tools.schemas import EvaluationMetrics
     from archsmith.training import DeviceData, TrainConfig, train
@@ -486,8 +485,13 @@ def test_search_on_digits_beats_its_first_model(tmp_path: Path) -> None:
 # -- the shared search: parent, advice, objective --------------------------------------------------
 
 
-def trained(arch: Arch, iteration: int, val: float, fps: float) -> dict[str, Any]:
+def trained(
+    arch: Arch, iteration: int, val: float, fps: float, spec: TaskSpec = DIGITS
+) -> dict[str, Any]:
     """A history entry as the critic writes it, for a candidate trained to ``val``."""
+    from archsmith.tools.rulebook_advice import advise
+    from archsmith.tools.schemas import EvaluationMetrics
+
     metrics = {
         "train_accuracy": val,
         "val_accuracy": val,
@@ -496,14 +500,32 @@ def trained(arch: Arch, iteration: int, val: float, fps: float) -> dict[str, Any
         "fps": fps,
         "params": estimate_params(arch),
     }
+    advice = advise(EvaluationMetrics.model_validate(metrics), spec)
     return {
         "iteration": iteration,
         "status": "evaluated",
         "arch": arch.model_dump(mode="json"),
         "metrics": metrics,
-        "combined_metric": 2 * val,
+        "combined_metric": advice.combined_metric,
+        "feasible": not advice.limit_violations,
+        "instructions": [i.model_dump(mode="json") for i in advice.instructions],
+        "fired_rules": [r.model_dump(mode="json") for r in advice.fired_rules],
+        "dropped": [d.model_dump(mode="json") for d in advice.dropped],
         "summary": f"it {iteration}",
     }
+
+
+def critics_best(history: list[dict[str, Any]]) -> dict[str, Any]:
+    """The best the critic would hold after ``history``: the judge's rank, earliest among equals."""
+    from archsmith import judge
+
+    best: dict[str, Any] | None = None
+    for entry in history:
+        held = None if best is None else judge.rank(best["feasible"], best["combined_metric"])
+        if judge.outranks(judge.rank(entry["feasible"], entry["combined_metric"]), held):
+            best = entry
+    assert best is not None
+    return best
 
 
 def edited_from(prop: ArchitectProposal, parents: list[Arch]) -> Arch:
@@ -524,33 +546,43 @@ def _reachable(parent: Arch, child: Arch, first: str) -> bool:
     return any((s := apply_edit(step[0], c, BIG)) is not None and s[0] == child for c in EDITS)
 
 
-def test_advice_is_computed_on_the_parent_not_on_the_latest(
+def test_the_critics_best_and_instructions_are_the_parent_and_the_advice(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import archsmith.agents.offline_architect as module
-    from archsmith.search.policy import Advice
+    """The architect judges nothing again: it edits the critic's best as the critic advised, and
+    never calls the rulebook itself."""
+    import archsmith.tools.rulebook_advice as rulebook_advice
 
-    advised_on: list[float] = []
+    def no_advice(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("the architect advised again instead of taking the critic's advice")
 
-    class Spy(Advice):
-        @classmethod
-        def from_output(cls, out: Any) -> Advice:
-            rule = next(r for r in out.fired_rules if r.rule_id == "val_accuracy_low")
-            advised_on.append(rule.conditions[0].value)
-            return Advice.from_output(out)
-
-    monkeypatch.setattr(module, "Advice", Spy)
     small = initial_arch(DIGITS)
     bigger = apply_edit(small, "ACL", BIG)
     assert bigger is not None
-    # The latest (bigger) candidate is worse; the critic's instructions came from it.
+    # The latest (bigger) candidate is worse: the critic's best is the first, advised on itself.
     history = [trained(small, 1, 0.90, 500.0), trained(bigger[0], 2, 0.60, 400.0)]
-    from_latest = [{"code": "RK", "meaning": "Reduce kernels", "weight": 5.0}]
-    prop = OfflineArchitect(seed=0).propose(DIGITS, from_latest, history[0], history, 3)
-    assert advised_on == [0.90]
+    best = critics_best(history)
+    assert best is history[0]
+    monkeypatch.setattr(rulebook_advice, "advise", no_advice)
+    prop = OfflineArchitect(seed=0).propose(DIGITS, best["instructions"], best, history, 3)
     assert edited_from(prop, [small, bigger[0]]) == small
     for line in prop.applied:  # each says which rules raised it, or that it explores
         assert line.startswith("explore ") or "[val_accuracy_low" in line, line
+
+
+def test_the_rules_behind_an_instruction_are_named_heaviest_first() -> None:
+    """ACL is raised by train_accuracy_low (PT_Acc 0.5 here) before val_accuracy_low (PV_Acc 1)
+    in the rulebook; the label names the heavier first, from the critic's record of the best."""
+    spec = DIGITS.model_copy(update={"train_accuracy_priority": 0.5})
+    small = initial_arch(spec).model_copy(update={"init": "kaiming"})  # AWI cannot apply
+    history = [trained(small, 1, 0.50, 500.0, spec)]
+    best = history[0]
+    acl = next(i for i in best["instructions"] if i["code"] == "ACL")
+    assert acl["raised_by"] == ["train_accuracy_low", "val_accuracy_low"]
+    prop = OfflineArchitect(seed=0).propose(spec, best["instructions"], best, history, 2)
+    labels = [a for a in prop.applied if a.startswith("ACL")]
+    assert labels, prop.applied
+    assert all(a.endswith("[val_accuracy_low, train_accuracy_low]") for a in labels), labels
 
 
 def test_the_parent_is_the_best_candidate_within_the_limits() -> None:
@@ -559,12 +591,32 @@ def test_the_parent_is_the_best_candidate_within_the_limits() -> None:
     assert big is not None
     limit = (estimate_params(small) + estimate_params(big[0])) // 2
     spec = DIGITS.model_copy(update={"max_params": limit})
-    # The big one has the higher CM but breaks max_params: the small one is the parent.
-    history = [trained(small, 1, 0.80, 500.0), trained(big[0], 2, 0.95, 400.0)]
-    prop = OfflineArchitect(seed=0).propose(spec, [], history[1], history, 3)
+    # The big one has the higher CM but breaks max_params: the small one is the critic's best.
+    history = [trained(small, 1, 0.80, 500.0, spec), trained(big[0], 2, 0.95, 400.0, spec)]
+    best = critics_best(history)
+    assert best is history[0]
+    prop = OfflineArchitect(seed=0).propose(spec, best["instructions"], best, history, 3)
     assert edited_from(prop, [small, big[0]]) == small
     assert prop.arch is not None
     assert estimate_params(Arch.model_validate(prop.arch)) <= limit
+
+
+def test_without_a_feasible_candidate_the_parent_is_the_latest() -> None:
+    """The judge's parent when nothing meets the limits (the bench's rule): the latest trained
+    candidate, with the critic's advice on it, not the critic's (infeasible) best."""
+    small = initial_arch(DIGITS)
+    wider = small
+    for _ in range(3):  # three edits away: no proposal is two edits from both
+        step = apply_edit(wider, "AMK", BIG)
+        assert step is not None
+        wider = step[0]
+    spec = DIGITS.model_copy(update={"max_params": 100})  # nothing fits
+    history = [trained(small, 1, 0.95, 500.0, spec), trained(wider, 2, 0.80, 400.0, spec)]
+    best = critics_best(history)
+    assert best is history[0]
+    assert best["feasible"] is False
+    prop = OfflineArchitect(seed=0).propose(spec, best["instructions"], best, history, 3)
+    assert edited_from(prop, [small, wider]) == wider
 
 
 def test_a_heavy_fps_weight_makes_the_search_cut_work_per_frame() -> None:
@@ -578,11 +630,13 @@ def test_a_heavy_fps_weight_makes_the_search_cut_work_per_frame() -> None:
     assert wider is not None
     fps = {a.model_dump_json(): 1e12 / estimate_flops(a) for a in (base, wider[0])}
     history = [
-        trained(base, 1, 0.90, fps[base.model_dump_json()]),
-        trained(wider[0], 2, 0.91, fps[wider[0].model_dump_json()]),
+        trained(base, 1, 0.90, fps[base.model_dump_json()], spec),
+        trained(wider[0], 2, 0.91, fps[wider[0].model_dump_json()], spec),
     ]
+    best = critics_best(history)
+    assert best is history[0]
     for seed in range(3):
-        prop = OfflineArchitect(seed=seed).propose(spec, [], history[0], history, 3)
+        prop = OfflineArchitect(seed=seed).propose(spec, best["instructions"], best, history, 3)
         assert prop.arch is not None
         assert estimate_flops(Arch.model_validate(prop.arch)) < estimate_flops(base), prop.applied
 

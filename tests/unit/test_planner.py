@@ -13,17 +13,15 @@ from langchain_core.runnables import Runnable, RunnableLambda
 from pydantic import Field
 
 from archsmith.agents.interfaces import PlanRefusedError
-from archsmith.agents.planner import (
+from archsmith.agents.planning.build import plan_warnings
+from archsmith.agents.planning.front import plan, plan_offline, plan_with_llm
+from archsmith.agents.planning.intent import (
     REAL_TIME_FPS,
     WEIGHTS_ACCURACY_ENERGY,
     WEIGHTS_ACCURACY_ENERGY_FPS,
     WEIGHTS_ACCURACY_FPS,
     WEIGHTS_ACCURACY_ONLY,
     PlanIntent,
-    plan,
-    plan_offline,
-    plan_warnings,
-    plan_with_llm,
 )
 from archsmith.spec import PAPER_DEFAULTS, TaskKind
 
@@ -342,7 +340,7 @@ def test_llm_dataset_alias_inside_a_phrase_resolves() -> None:
 
 def test_a_provider_failure_while_planning_is_unavailable_not_a_traceback() -> None:
     """Planning comes before any work: a failed call stops there, with the LLM's name."""
-    from archsmith.agents.llm import LLMUnavailableError
+    from archsmith.llm.failures import LLMUnavailableError
 
     llm = ScriptedChat(answers=[RuntimeError("upstream connect error")])
     with pytest.raises(LLMUnavailableError, match="upstream connect error"):

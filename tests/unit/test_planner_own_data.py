@@ -10,7 +10,9 @@ from owndata import csv_file, gray_folder, image_folder, jsonl_file, npz_file
 from test_planner import ScriptedChat
 
 from archsmith.agents.interfaces import PlanRefusedError
-from archsmith.agents.planner import PlanIntent, _paths_in, plan, plan_offline, plan_with_llm
+from archsmith.agents.planning.choice import _paths_in
+from archsmith.agents.planning.front import plan, plan_offline, plan_with_llm
+from archsmith.agents.planning.intent import PlanIntent
 from archsmith.errors import InputError
 from archsmith.spec import TaskKind
 

@@ -298,8 +298,8 @@ def test_the_candidate_hears_why_its_model_cannot_be_measured(
     tmp_path: Path, forward: str, why: str, line: int | None
 ) -> None:
     """The candidate's build step: each refusal is an ExportError saying what to change."""
-    from archsmith.sandbox.runner import describe
     from archsmith.scoring.candidate import ExportError, op_build
+    from archsmith.scoring.failures import describe
 
     code = (
         "import torch\nimport torch.nn as nn\nimport torch.nn.functional as F\n\n"

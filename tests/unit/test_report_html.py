@@ -21,9 +21,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from archsmith.errors import InputError
-from archsmith.report import ReportData, render_report, write_report
-from archsmith.report.html import best_index
+from archsmith.report.html import ReportData, render_report, write_report
 from archsmith.report.svg import AxisSpec, build_axis, pareto_front
+from archsmith.report.views import best_index
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "report_run.json"
 XSS = "</script><script>alert(1)</script>"

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from archsmith.agents.interfaces import ArchitectProposal
-from archsmith.agents.offline_architect import OfflineArchitect
+from archsmith.agents.offline.architect import OfflineArchitect
 from archsmith.agents.rounds import (
     PROPOSE_ATTEMPTS,
     _measurement,

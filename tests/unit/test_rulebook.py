@@ -346,6 +346,19 @@ def _mutate_extra_key(d: dict[str, Any]) -> None:
     d["rules"][0]["priority"] = 1
 
 
+def _mutate_rule_against_its_target(d: dict[str, Any]) -> None:
+    fps = next(r for r in d["rules"] if r["id"] == "fps_low")
+    fps["when"][0]["op"] = ">"
+
+
+def _mutate_two_targets_on_one_metric(d: dict[str, Any]) -> None:
+    d["targets"].append({**d["targets"][0], "name": "again"})
+
+
+def _mutate_target_on_a_flag(d: dict[str, Any]) -> None:
+    d["targets"][0]["metric"] = "diverged"
+
+
 @pytest.mark.parametrize(
     ("mutate", "message"),
     [
@@ -359,6 +372,9 @@ def _mutate_extra_key(d: dict[str, Any]) -> None:
         (_mutate_missing_threshold, "op '<' needs a threshold"),
         (_mutate_duplicate_rule, "rule ids repeat"),
         (_mutate_extra_key, "rules.0.priority: unknown field"),
+        (_mutate_rule_against_its_target, "but the target 'inference throughput' is missed"),
+        (_mutate_two_targets_on_one_metric, "a metric has more than one target"),
+        (_mutate_target_on_a_flag, "target metric 'diverged' is not a measured figure"),
     ],
 )
 def test_invalid_rulebooks_are_rejected_with_a_reason(
@@ -411,3 +427,38 @@ def test_archsmith_rules_shows_each_rules_origin() -> None:
     assert "│ paper " in rows["train_accuracy_low"]
     assert "│ archsmith " in rows["val_accuracy_low"]
     assert "origin: paper = the LEMONADE paper states the rule" in result.output
+
+
+# -- the table of targets ------------------------------------------------------------------------
+
+
+def test_the_packaged_targets_cover_every_threshold_with_a_priority() -> None:
+    """One table of targets: each spec threshold that has a priority is in it, once."""
+    book = default_rulebook()
+    assert [(t.metric, t.direction) for t in book.targets] == [
+        ("val_accuracy", ">="),
+        ("train_accuracy", ">="),
+        ("fps", ">="),
+        ("train_energy_kwh_pue", "<="),
+        ("val_energy_kwh_pue", "<="),
+        ("params", "<="),
+        ("latency_ms", "<="),
+        ("model_size_mb", "<="),
+    ]
+    priorities = {name for name in TaskSpec.model_fields if name.endswith("_priority")}
+    assert {t.priority for t in book.targets} == priorities
+    fps = book.target("fps")
+    assert fps is not None
+    assert fps.met(1000.0, 1000.0)
+    assert not fps.met(999.0, 1000.0)
+    params = book.target("params")
+    assert params is not None
+    assert params.met(100.0, 100.0)
+    assert not params.met(101.0, 100.0)
+    assert book.target("generalization_gap") is None
+
+
+def test_a_users_rulebook_may_leave_the_targets_out(tmp_path: Path) -> None:
+    data = _book_data()
+    del data["targets"]
+    assert load_rulebook(_write(tmp_path, data)).targets == ()

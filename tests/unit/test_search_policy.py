@@ -10,14 +10,13 @@ from collections.abc import Mapping
 import numpy as np
 import pytest
 
+from archsmith.judge import Target, accuracy_target
 from archsmith.search.policy import (
     Advice,
     Candidate,
     Knobs,
     Move,
     Observation,
-    Target,
-    accuracy_target,
     choose,
     weighted_sample,
 )

@@ -99,6 +99,12 @@ def test_round_trip_of_a_run_and_its_steps(store: RunStore, tmp_path: Path) -> N
     assert listed["best_iteration"] == 1
     assert listed["best_val_accuracy"] == pytest.approx(0.91)
     assert listed["settings"] == {"epochs": 2}
+    # ``show`` reads the same summary ``runs`` lists.
+    shown = store.get_run("r1")
+    assert shown is not None
+    summary = [k for k in listed if k == "done" or k.startswith("best_")]
+    assert "best_test_accuracy" in summary
+    assert {k: shown[k] for k in summary} == {k: listed[k] for k in summary}
 
 
 def test_sync_is_idempotent_and_fills_what_a_crash_missed(store: RunStore, tmp_path: Path) -> None:

@@ -26,7 +26,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from archsmith.bench.base import Arch, Evaluation, Evaluator, Record, TabularSpace
+from archsmith import judge
+from archsmith.bench.base import Arch, Evaluator, Record, TabularSpace
 from archsmith.bench.sampling import random_unseen, spend_rest
 from archsmith.errors import InputError
 from archsmith.search.moves import CapacityMoves, Role, capacity_moves
@@ -37,8 +38,6 @@ from archsmith.search.policy import (
     Knobs,
     Move,
     Observation,
-    Target,
-    accuracy_target,
     choose,
 )
 from archsmith.search.surrogate import Matrix
@@ -186,7 +185,9 @@ class GuidedTabularSearch:
             self.trace.append({"number": evaluation.number, "arch": space.encode(arch), **entry})
             if evaluator.remaining == 0:
                 break
-            parent = _parent(evaluator.history)
+            parent = judge.parent(evaluator.history, lambda e: judge.rank(e.feasible, e.score))
+            if parent is None:  # not reached: the start was just evaluated
+                break
             out = advise(parent.metrics, spec, self.rulebook)
             advice = Advice.from_output(out)
             chosen = self._choose(evaluator, parent.arch, moves, seen, features, advice, rng)
@@ -235,7 +236,13 @@ class GuidedTabularSearch:
         None when nothing is unseen that near."""
         history = evaluator.history
         observations = [Observation(features([e.arch])[0], _metrics(e.record)) for e in history]
-        targets = _targets(history)
+        devices = set.intersection(*(set(e.record.latency_ms) for e in history))
+        targets = judge.targets(
+            [o.metrics for o in observations],
+            qualities=["accuracy"],
+            costs=["params", *(f"latency:{d}" for d in sorted(devices))],
+            floor_at_least_seen={"params"},
+        )
         incumbent = max((e.score for e in history if e.feasible), default=-math.inf)
         chosen: Choice[Arch] | None = None
         for radius in (self.radius, self.radius + 1):
@@ -287,26 +294,3 @@ class GuidedTabularSearch:
             return []
         rows = features([a for a, _ in found])
         return [Candidate(a, labels, rows[j]) for j, (a, labels) in enumerate(found)]
-
-
-def _parent(history: Sequence[Evaluation]) -> Evaluation:
-    """The best feasible evaluation (the earliest among equals), else the latest one."""
-    feasible = [e for e in history if e.feasible and math.isfinite(e.score)]
-    if feasible:
-        return max(feasible, key=lambda e: (e.score, -e.number))
-    return history[-1]
-
-
-def _targets(history: Sequence[Evaluation]) -> list[Target]:
-    """Accuracy as a quality; parameters and latencies as costs, in units of their mean."""
-    targets = [accuracy_target("accuracy")]
-    params = [e.record.params for e in history if e.record.params is not None]
-    if params:
-        # Never below the smallest seen: smaller than that is unknown, and the M-factor needs a
-        # size no smaller than the space's smallest.
-        targets.append(Target("params", float(np.mean(params)), floor=float(min(params))))
-    devices = set.intersection(*(set(e.record.latency_ms) for e in history))
-    for device in sorted(devices):
-        values = [e.record.latency_ms[device] for e in history]
-        targets.append(Target(f"latency:{device}", float(np.mean(values)), floor=0.0))
-    return targets
