@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -36,7 +37,7 @@ from archsmith.cli_common import (
 from archsmith.cli_common import fail as _fail
 from archsmith.cli_runs import register as register_run_commands
 from archsmith.cli_tools import register as register_tool_commands
-from archsmith.config import Settings
+from archsmith.config import DEFAULT_EARLY_STOP_MARGIN, Settings
 from archsmith.errors import InputError
 from archsmith.metrics import figure
 
@@ -248,13 +249,13 @@ def run_cmd(
             help="Accuracy a stopped candidate is allowed to have gained beyond the best's"
             " gain (fraction).",
         ),
-    ] = 0.02,
+    ] = DEFAULT_EARLY_STOP_MARGIN,
 ) -> None:
-    """Discover a model for a request in plain words (the LEMONADE loop)."""
-    from archsmith.agents.planning.front import plan
-    from archsmith.agents.session import auto_epochs, new_meta, parse_duration, start_run
-    from archsmith.data.prepared import prepare_dataset
-    from archsmith.data.prepared_format import read_meta
+    """Discover a model for a request in plain words (the LEMONADE loop).
+
+    The graph's planner plans the request; the plan is shown from its first step.
+    """
+    from archsmith.agents.session import IterationView, new_meta, parse_duration, start_run
     from archsmith.llm.failures import LLMUnavailableError
     from archsmith.llm.outage import span
     from archsmith.llm.providers import check_llm, describe_llm, make_llm
@@ -290,17 +291,6 @@ def run_cmd(
         if chat is not None:
             with err.status(f"checking {value} ..."):
                 check_llm(chat)
-        planned = plan(request, chat, dataset=dataset, image_size=image_size)
-        spec = planned.spec
-        # Fail now, not after the first candidate, when the data is not there.
-        with err.status(f"preparing {spec.dataset} ..."):
-            prepared = prepare_dataset(
-                spec.dataset, settings.data_dir, settings.cache_dir,
-                max_train=max_train, max_val=max_val,
-            )  # fmt: skip
-        train_samples = int(read_meta(prepared)["counts"]["train"])
-        if max_train is not None:
-            train_samples = min(train_samples, max_train)
     except InputError as e:
         _release(box)
         raise _fail(e) from e
@@ -311,54 +301,63 @@ def run_cmd(
     except BaseException:
         _release(box)
         raise
-    chosen_epochs = epochs if epochs is not None else auto_epochs(train_samples)
     meta = new_meta(
         request, value, base_url=base_url, sandbox=sandbox,
-        device=settings.resolve_device(), data_dir=settings.data_dir, epochs=chosen_epochs,
+        device=settings.resolve_device(), data_dir=settings.data_dir, epochs=epochs,
         iterations=iterations, budget_s=budget_s, patience=patience, max_train=max_train,
         max_val=max_val, llm_timeout_s=timeout_s, llm_outage_window_s=window_s,
         workers=workers, ray_address=ray_address, gpus_per_candidate=gpus_per_candidate,
         early_stop=early_stop, early_stop_margin=early_stop_margin,
     )  # fmt: skip
-    out.print(f"run [bold]{meta.run_id}[/]: {request}", highlight=False)
-    out.print(
-        f"architect: {describe_llm(value, base_url=base_url)}; sandbox: {sandbox};"
-        f" device: {meta.device}; {meta.epochs} epochs per candidate"
-        + ("" if epochs is not None else f" (auto: {train_samples:,} training samples)")
-        + f"; up to {iterations} iterations"
-        + (f" or {budget_s:g} s" if budget_s else "")
-        + (
-            f"; {workers} at a time on Ray ({ray_address or 'local cluster'})"
-            if workers > 1 or ray_address
-            else ""
+    planning = err.status("planning ...")
+    planned: list[bool] = []
+
+    def show_plan(update: dict[str, Any]) -> None:
+        """The run's header and its plan, from the planner's update (the graph's first step)."""
+        planning.stop()
+        planned.append(True)
+        samples = update.get("train_samples")
+        out.print(f"run [bold]{meta.run_id}[/]: {request}", highlight=False)
+        out.print(
+            f"architect: {describe_llm(value, base_url=base_url)}; sandbox: {sandbox};"
+            f" device: {meta.device}; {update['epochs']} epochs per candidate"
+            + (f" (auto: {samples:,} training samples)" if samples is not None else "")
+            + f"; up to {iterations} iterations"
+            + (f" or {budget_s:g} s" if budget_s else "")
+            + (
+                f"; {workers} at a time on Ray ({ray_address or 'local cluster'})"
+                if workers > 1 or ray_address
+                else ""
+            )
+            + (f"; early stopping (margin {early_stop_margin:g})" if early_stop else "")
+            + (
+                f"; LLM timeout {span(timeout_s)}, outage window {span(window_s)}"
+                if chat is not None
+                else ""
+            )
         )
-        + (f"; early stopping (margin {early_stop_margin:g})" if early_stop else "")
-        + (
-            f"; LLM timeout {span(timeout_s)}, outage window {span(window_s)}"
-            if chat is not None
-            else ""
-        )
-    )
-    _render_plan(planned.spec.model_dump(mode="json"), planned.assumptions, planned.source)
-    _execute(
-        lambda: start_run(
-            meta,
+        _render_plan(update["spec"], update["assumptions"], update["planner"])
+
+    planning.start()
+    try:
+        _execute(
+            lambda: start_run(
+                meta,
+                settings,
+                out,
+                checkpoint_url=checkpoint_url,
+                on_update=IterationView(out, on_plan=show_plan),
+                llm=chat,
+                sandbox=box,
+                dataset=dataset,
+                image_size=image_size,
+            ),
+            meta.run_id,
             settings,
-            planned.spec.model_dump(mode="json"),
-            planned.assumptions,
-            planned.source,
-            out,
-            checkpoint_url=checkpoint_url,
-            llm=chat,
-            sandbox=box,
-            planner_calls=[
-                {**c.model_dump(mode="json"), "iteration": 0, "role": "planner"}
-                for c in planned.llm_calls
-            ],
-        ),
-        meta.run_id,
-        settings,
-    )
+            planned=lambda: bool(planned),
+        )
+    finally:
+        planning.stop()
 
 
 def _release(box: Any) -> None:
@@ -369,7 +368,11 @@ def _release(box: Any) -> None:
         release(box)
 
 
-def _execute(start: Any, run_id: str, settings: Any) -> None:
+def _execute(
+    start: Any, run_id: str, settings: Any, planned: Callable[[], bool] = lambda: True
+) -> None:
+    """Start (or resume) a run and say how it ended; ``planned`` tells whether it got past its
+    plan: a new run that did not was discarded, so there is nothing to resume."""
     from archsmith.home import run_dir
     from archsmith.llm.failures import LLMUnavailableError
     from archsmith.sandbox import SandboxError
@@ -377,7 +380,10 @@ def _execute(start: Any, run_id: str, settings: Any) -> None:
     try:
         state = start()
     except KeyboardInterrupt:
-        err.print(f"\ninterrupted; resume with: archsmith resume {run_id}")
+        if not planned():
+            err.print("\ninterrupted while planning; nothing was saved")
+        else:
+            err.print(f"\ninterrupted; resume with: archsmith resume {run_id}")
         raise typer.Exit(130) from None
     except InputError as e:
         raise _fail(e) from e
@@ -386,6 +392,8 @@ def _execute(start: Any, run_id: str, settings: Any) -> None:
         raise typer.Exit(1) from e
     except LLMUnavailableError as e:
         err.print(f"[bold red]LLM unavailable:[/] {e}", highlight=False)
+        if not planned():
+            raise typer.Exit(1) from e
         err.print(f"the run is saved; once the LLM answers again: archsmith resume {run_id}")
         raise typer.Exit(EXIT_LLM_UNAVAILABLE) from e
     best = state.get("best")

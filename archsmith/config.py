@@ -17,21 +17,38 @@ from archsmith import home as home_layout
 from archsmith.metrics import power_watts
 
 __all__ = [
+    "DEFAULT_EARLY_STOP_MARGIN",
     "DEFAULT_EPOCHS",
     "DEFAULT_LLM_OUTAGE_WINDOW_S",
     "DEFAULT_LLM_TIMEOUT_S",
+    "DEFAULT_MAX_FIX_ATTEMPTS",
     "Settings",
+    "auto_epochs",
     "default_home",
 ]
 
 #: Epochs a candidate trains for when nothing else says (Studio, tests, `archsmith evaluate`);
-#: `archsmith run` chooses by the dataset's size instead (`session.auto_epochs`).
+#: `archsmith run` chooses by the dataset's size instead (`auto_epochs`).
 DEFAULT_EPOCHS = 5
+#: Repairs of a failing candidate the code fixer may try before the candidate is given up.
+DEFAULT_MAX_FIX_ATTEMPTS = 3
+#: Accuracy an early-stopped candidate may have gained beyond the best's gain (``--early-stop``).
+DEFAULT_EARLY_STOP_MARGIN = 0.02
 #: How long one LLM request may wait for its reply, in seconds.
 DEFAULT_LLM_TIMEOUT_S = 120.0
 #: How long a mid-run LLM call is retried through an outage before the run stops: long enough for
 #: a typical provider incident.
 DEFAULT_LLM_OUTAGE_WINDOW_S = 600.0
+
+
+def auto_epochs(train_samples: int, batch_size: int = 128, min_steps: int = 500) -> int:
+    """Epochs per candidate when the user gives none: enough optimiser steps to compare models.
+
+    Five epochs of a small set (digits: 12 steps each) barely move a model, so small datasets get
+    more epochs, up to 50; large ones keep the floor of 5.
+    """
+    steps = max(1, -(-train_samples // batch_size))
+    return min(50, max(5, -(-min_steps // steps)))
 
 
 def default_home() -> Path:

@@ -28,9 +28,9 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 from archsmith import judge
+from archsmith.agents.records import BestCandidate, Validation
 from archsmith.spec import TaskSpec
 from archsmith.tools.schemas import STOPPED_EARLY
 from archsmith.tools.train_model import EarlyCheck, Verdict
@@ -83,8 +83,8 @@ class CheckFigures:
 def verdict(
     rule: EarlyStopRule,
     spec: TaskSpec,
-    best: dict[str, Any] | None,
-    validation: dict[str, Any] | None,
+    best: BestCandidate | None,
+    validation: Validation | None,
     epoch: int,
     epochs: int,
     figures: CheckFigures,
@@ -98,8 +98,8 @@ def verdict(
         return say(False, f"not checked: {figures.problem}")
     if best is None:
         return say(False, "no best yet to compare with")
-    v = validation or {}
-    params, size = v.get("params"), v.get("size_mb")
+    params = validation.get("params") if validation else None
+    size = validation.get("size_mb") if validation else None
     violations = judge.limit_violations(
         spec,
         int(params) if params is not None else None,
@@ -165,8 +165,8 @@ def verdict(
 def early_check(
     rule: EarlyStopRule,
     spec: TaskSpec,
-    best: dict[str, Any] | None,
-    validation: dict[str, Any] | None,
+    best: BestCandidate | None,
+    validation: Validation | None,
     epochs: int,
     measure: Callable[[Path], CheckFigures],
 ) -> EarlyCheck | None:

@@ -11,6 +11,7 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from archsmith.agents.records import BestCandidate, ErrorRecord, HistoryEntry, Instruction
 from archsmith.errors import InputError
 from archsmith.llm.calls import LLMCall
 from archsmith.spec import TaskSpec
@@ -62,18 +63,16 @@ class Architect(Protocol):
     def propose(
         self,
         spec: TaskSpec,
-        instructions: list[dict[str, Any]],
-        best: dict[str, Any] | None,
-        history: list[dict[str, Any]],
+        instructions: list[Instruction],
+        best: BestCandidate | None,
+        history: list[HistoryEntry],
         iteration: int,
     ) -> ArchitectProposal:
         """The next candidate.
 
-        ``instructions``: the critic's resolved instructions, heaviest first, each
-        ``{"code": "ACL", "meaning": "...", "weight": 1.0}``. ``best``: the best candidate so far,
-        ``{"iteration", "code", "arch", "metrics", "combined_metric", "summary"}`` or None.
-        ``history``: one dict per finished iteration (``iteration``, ``summary``, ``status``,
-        ``metrics``, ``combined_metric``, ``instructions``). ``iteration`` starts at 1.
+        ``instructions``: the critic's resolved instructions, heaviest first. ``best``: the best
+        candidate so far, or None. ``history``: one entry per finished iteration (a parallel
+        round adds its proposals in flight, status ``proposed``). ``iteration`` starts at 1.
         """
         ...
 
@@ -81,9 +80,9 @@ class Architect(Protocol):
         self,
         spec: TaskSpec,
         proposal: ArchitectProposal,
-        error: dict[str, Any],
-        best: dict[str, Any] | None,
+        error: ErrorRecord,
+        best: BestCandidate | None,
         attempt: int,
     ) -> ArchitectProposal:
-        """A fixed candidate after ``error`` (``{"type", "message", "line"}``); attempt >= 1."""
+        """A fixed candidate after ``error`` (the failing tool's); attempt >= 1."""
         ...

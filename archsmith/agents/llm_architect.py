@@ -27,6 +27,7 @@ from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 
 from archsmith.agents.extract import extract_code
 from archsmith.agents.interfaces import ArchitectProposal
+from archsmith.agents.records import BestCandidate, ErrorRecord, HistoryEntry, Instruction
 from archsmith.llm.calls import LLMCall, message_text
 from archsmith.llm.outage import OutagePolicy, call_through_outage
 from archsmith.llm.providers import model_name as provider_and_model
@@ -82,7 +83,7 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def _history_rows(history: list[dict[str, Any]]) -> list[dict[str, str]]:
+def _history_rows(history: list[HistoryEntry]) -> list[dict[str, str]]:
     rows = []
     for h in history[-HISTORY_LENGTH:]:
         metrics = h.get("metrics") or {}
@@ -99,7 +100,7 @@ def _history_rows(history: list[dict[str, Any]]) -> list[dict[str, str]]:
     return rows
 
 
-def _instruction_rows(instructions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _instruction_rows(instructions: list[Instruction]) -> list[dict[str, Any]]:
     ranked = sorted(instructions, key=lambda i: -float(i.get("weight", 0.0)))
     return [
         {
@@ -210,9 +211,9 @@ class LLMArchitect:
     def propose(
         self,
         spec: TaskSpec,
-        instructions: list[dict[str, Any]],
-        best: dict[str, Any] | None,
-        history: list[dict[str, Any]],
+        instructions: list[Instruction],
+        best: BestCandidate | None,
+        history: list[HistoryEntry],
         iteration: int,
     ) -> ArchitectProposal:
         """Ask the LLM for the first model, or for the best model changed by the instructions."""
@@ -243,8 +244,8 @@ class LLMArchitect:
         self,
         spec: TaskSpec,
         proposal: ArchitectProposal,
-        error: dict[str, Any],
-        best: dict[str, Any] | None,
+        error: ErrorRecord,
+        best: BestCandidate | None,
         attempt: int,
     ) -> ArchitectProposal:
         """Ask the LLM to fix the failing code, showing the error and the line it points at."""

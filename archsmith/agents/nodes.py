@@ -18,7 +18,17 @@ from langgraph.runtime import Runtime
 from archsmith import judge
 from archsmith.agents.early_stop import STOPPED_EARLY, CheckFigures, early_check
 from archsmith.agents.interfaces import ArchitectProposal
+from archsmith.agents.records import (
+    ErrorRecord,
+    Evaluation,
+    FixRecord,
+    HistoryEntry,
+    Instruction,
+    Measurement,
+    Validation,
+)
 from archsmith.agents.state import AgentContext, AgentState, Candidate
+from archsmith.config import DEFAULT_MAX_FIX_ATTEMPTS, auto_epochs
 from archsmith.metrics import PARETO_AXES, pareto_front
 from archsmith.spec import TaskSpec
 from archsmith.tools.check_shapes import check_shapes
@@ -31,12 +41,13 @@ from archsmith.tools.schemas import (
     CheckShapesInput,
     EvaluationMetrics,
     MeasureEnergyInput,
+    ResolvedInstruction,
+    ToolError,
     TrainModelInput,
 )
 from archsmith.tools.train_model import score_program, score_test_split, train_model
 
 __all__ = [
-    "DEFAULT_MAX_FIX_ATTEMPTS",
     "architect",
     "calls_of",
     "candidate_of",
@@ -53,8 +64,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-DEFAULT_MAX_FIX_ATTEMPTS = 3
 
 
 def next_step(state: AgentState) -> Literal["code_fixer", "record_failure", "next"]:
@@ -83,19 +92,38 @@ def calls_of(p: ArchitectProposal, iteration: int, role: str) -> list[dict[str, 
 
 
 def planner(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
-    """Turn the request into a validated TaskSpec, unless the run was started with one."""
-    updates: dict[str, Any] = {"started_at": state.get("started_at") or time.time()}
-    if state.get("spec"):
-        return updates
-    from archsmith.agents.planning.front import plan
+    """Turn the request into a validated TaskSpec, unless the run was started with one; prepare
+    its data (a missing dataset fails here, before any candidate) and settle the epochs.
 
-    result = plan(state["request"], runtime.context.llm)
-    return {
-        **updates,
-        "spec": result.spec.model_dump(mode="json"),
-        "assumptions": result.assumptions,
-        "planner": result.source,
-    }
+    With ``auto_epochs`` the context's epochs are chosen by the planned dataset's size and set on
+    the context, which the later nodes read; the update records them, so a resumed run (whose
+    planner does not run again) gets the same.
+    """
+    ctx = runtime.context
+    updates: dict[str, Any] = {"started_at": state.get("started_at") or time.time()}
+    if not state.get("spec"):
+        from archsmith.agents.planning.front import plan
+
+        dataset, image_size = state.get("dataset"), state.get("image_size")
+        result = plan(state["request"], ctx.llm, dataset=dataset, image_size=image_size)
+        updates |= {
+            "spec": result.spec.model_dump(mode="json"),
+            "assumptions": result.assumptions,
+            "planner": result.source,
+            "llm_calls": [
+                {**c.model_dump(mode="json"), "iteration": 0, "role": "planner"}
+                for c in result.llm_calls
+            ],
+        }
+    spec = TaskSpec.model_validate(updates.get("spec") or state["spec"])
+    data = _prepared(ctx, spec)
+    if ctx.auto_epochs:
+        train_samples = int(data.meta["counts"]["train"])
+        if ctx.max_train is not None:
+            train_samples = min(train_samples, ctx.max_train)
+        ctx.epochs, ctx.auto_epochs = auto_epochs(train_samples), False
+        updates["train_samples"] = train_samples
+    return {**updates, "epochs": ctx.epochs}
 
 
 def architect(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
@@ -162,18 +190,14 @@ def validate(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any
     reports["count_params"] = params.model_dump(mode="json")
     if not params.ok:
         return {"error": _err(params.error), "error_stage": "count_params", "reports": reports}
-    return {
-        "error": None,
-        "error_stage": None,
-        "reports": reports,
-        "validation": {
-            "output_shape": shapes.output_shape,
-            "params": params.params,
-            "trainable_params": params.trainable_params,
-            "size_mb": params.size_mb,
-            "flops_per_sample": params.flops_per_sample,
-        },
+    validation: Validation = {
+        "output_shape": shapes.output_shape,
+        "params": params.params,
+        "trainable_params": params.trainable_params,
+        "size_mb": params.size_mb,
+        "flops_per_sample": params.flops_per_sample,
     }
+    return {"error": None, "error_stage": None, "reports": reports, "validation": validation}
 
 
 def _prepared(ctx: AgentContext, spec: TaskSpec) -> PreparedRef:
@@ -181,11 +205,11 @@ def _prepared(ctx: AgentContext, spec: TaskSpec) -> PreparedRef:
     return ctx.tools.prepare(spec.dataset, max_train=ctx.max_train, max_val=ctx.max_val)
 
 
-def _err(error: Any) -> dict[str, Any]:
+def _err(error: ToolError | None) -> ErrorRecord:
+    """A tool's error as the state keeps it (``ToolError`` as JSON, key for key)."""
     if error is None:
         return {"type": "Unknown", "message": "the tool failed without saying why", "line": None}
-    data: dict[str, Any] = error.model_dump(mode="json")
-    return data
+    return {"type": error.type, "message": error.message, "line": error.line}
 
 
 def _train_budget(state: AgentState, ctx: AgentContext) -> float | None:
@@ -236,7 +260,7 @@ def evaluate(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any
     reports: dict[str, Any] = {"train_model": trained.model_dump(mode="json")}
     if not trained.ok and not trained.diverged:
         return {"error": _err(trained.error), "error_stage": "train_model", "reports": reports}
-    evaluation: dict[str, Any] = {"train": reports["train_model"]}
+    evaluation: Evaluation = {"train": reports["train_model"]}
     if trained.early_stop is not None and "measure" in at_check:
         # Timed at the check on the paused program: the same graph, so the same figures.
         evaluation["measure"] = at_check["measure"]
@@ -305,7 +329,7 @@ def _measure_at_check(
 def code_fixer(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
     """Repair the failing candidate (LLM, or the offline architect's smaller edit)."""
     cand = state["candidate"]
-    error = state.get("error") or {}
+    error: ErrorRecord = state.get("error") or {}
     if cand is None:
         raise RuntimeError("code_fixer reached without a candidate")
     attempt = state.get("fix_attempts", 0) + 1
@@ -318,7 +342,7 @@ def code_fixer(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, A
         state.get("best"),
         attempt,
     )
-    fix = {"attempt": attempt, "stage": state.get("error_stage"), "error": error}
+    fix: FixRecord = {"attempt": attempt, "stage": state.get("error_stage"), "error": error}
     return {
         "candidate": candidate_of(proposal),
         "fix_attempts": attempt,
@@ -330,14 +354,14 @@ def code_fixer(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, A
 
 def record_failure(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
     """The fixer's attempts are spent: record the candidate as failed, with why, and go on."""
-    error = state.get("error") or {}
+    error: ErrorRecord = state.get("error") or {}
     entry = history_entry(state, status="failed")
     entry["error"] = {**error, "stage": state.get("error_stage")}
     log.info("iteration %d failed: %s", entry["iteration"], error.get("message"))
     return {**_stop_update(state, entry, improved=False), "history": [entry]}
 
 
-def history_entry(state: AgentState, *, status: str) -> dict[str, Any]:
+def history_entry(state: AgentState, *, status: str) -> HistoryEntry:
     """What the record of an iteration holds before the critic adds its judgement."""
     cand = state.get("candidate")
     started = state.get("iteration_started") or time.time()
@@ -356,7 +380,7 @@ def history_entry(state: AgentState, *, status: str) -> dict[str, Any]:
 
 
 def _stop_update(
-    state: AgentState, entry: dict[str, Any], *, improved: bool, targets_met: bool = False
+    state: AgentState, entry: HistoryEntry, *, improved: bool, targets_met: bool = False
 ) -> dict[str, Any]:
     """The run's clock and staleness after ``entry``, and the judge's reason to stop, if any."""
     elapsed = state.get("elapsed_s", 0.0) + float(entry["seconds"])
@@ -375,21 +399,39 @@ def _stop_update(
 
 def measured_metrics(state: AgentState) -> EvaluationMetrics:
     """The candidate's measured figures; what was not measured stays None, never 0."""
-    evaluation = state.get("evaluation") or {}
-    train = evaluation.get("train") or {}
-    measure = evaluation.get("measure") or {}
-    validation = state.get("validation") or {}
+    train, measure = _figures(state.get("evaluation"))
+    validation = state.get("validation")
     return EvaluationMetrics(
         train_accuracy=train.get("train_accuracy"),
         val_accuracy=train.get("val_accuracy"),
         train_energy_kwh_pue=train.get("train_energy_kwh_pue"),
         val_energy_kwh_pue=measure.get("val_energy_kwh_pue"),
         fps=measure.get("fps"),
-        params=int(_first_measured(train.get("params"), validation.get("params")) or 0),
+        params=int(
+            _first_measured(train.get("params"), validation.get("params") if validation else None)
+            or 0
+        ),
         latency_ms=measure.get("latency_ms"),
-        model_size_mb=_first_measured(train.get("size_mb"), validation.get("size_mb")),
+        model_size_mb=_first_measured(
+            train.get("size_mb"), validation.get("size_mb") if validation else None
+        ),
         diverged=bool(train.get("diverged")),
     )
+
+
+def _figures(evaluation: Evaluation | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``train_model``'s and ``measure_energy``'s outputs in an evaluation; empty when absent."""
+    if not evaluation:
+        return {}, {}
+    return evaluation.get("train") or {}, evaluation.get("measure") or {}
+
+
+def instruction_records(instructions: list[ResolvedInstruction]) -> list[Instruction]:
+    """The rulebook's resolved instructions as the state keeps them (JSON, key for key)."""
+    return [
+        {"code": i.code, "meaning": i.meaning, "weight": i.weight, "raised_by": list(i.raised_by)}
+        for i in instructions
+    ]
 
 
 def _first_measured(*figures: Any) -> Any:
@@ -402,9 +444,8 @@ def critic(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
     limits with the highest CM; the next round's instructions are computed on that best, the
     parent the architect edits."""
     spec = _spec(state)
-    evaluation = state.get("evaluation") or {}
-    train = evaluation.get("train") or {}
-    measure = evaluation.get("measure") or {}
+    evaluation = state.get("evaluation")
+    train, measure = _figures(evaluation)
     if (train.get("early_stop") or {}).get("stopped"):
         return _stopped_early(state, spec, train["early_stop"])
     metrics = measured_metrics(state)
@@ -415,7 +456,7 @@ def critic(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
         {
             "metrics": metrics.model_dump(mode="json"),
             "combined_metric": advice.combined_metric,
-            "instructions": [i.model_dump(mode="json") for i in advice.instructions],
+            "instructions": instruction_records(advice.instructions),
             "fired_rules": [r.model_dump(mode="json") for r in advice.fired_rules],
             "dropped": [d.model_dump(mode="json") for d in advice.dropped],
             "targets_met": advice.targets_met,
@@ -451,7 +492,7 @@ def critic(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
         improved=improved,
         targets_met=advice.targets_met and feasible and not metrics.is_diverged,
     )
-    if improved:
+    if improved and cm is not None:
         best = {
             "iteration": entry["iteration"],
             "code": entry["code"],
@@ -471,7 +512,7 @@ def critic(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
     instructions = entry["instructions"]
     if parent is not None:
         parent_advice = advise(EvaluationMetrics.model_validate(parent["metrics"]), spec)
-        instructions = [i.model_dump(mode="json") for i in parent_advice.instructions]
+        instructions = instruction_records(parent_advice.instructions)
     entry["next_parent"] = best["iteration"] if best is not None else entry["iteration"]
     return {
         **updates,
@@ -481,14 +522,16 @@ def critic(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
     }
 
 
-def _measurement(evaluation: dict[str, Any]) -> dict[str, str]:
+def _measurement(evaluation: Evaluation | None) -> Measurement:
     """How the figures were measured when candidates run one at a time."""
-    speed = "exclusive" if evaluation.get("measure") else "not measured"
+    speed = "exclusive" if evaluation and evaluation.get("measure") else "not measured"
     return {"speed_and_energy": speed + paused_note(evaluation), "training_energy": "exclusive"}
 
 
-def paused_note(evaluation: dict[str, Any]) -> str:
+def paused_note(evaluation: Evaluation | None) -> str:
     """What a measurement label adds when speed was timed at the early-stopping check."""
+    if not evaluation:
+        return ""
     epoch = evaluation.get("measured_at_epoch")
     if evaluation.get("measure") and epoch is not None:
         return f", on the program paused at epoch {epoch} (the final one's graph)"
@@ -517,7 +560,7 @@ def _stopped_early(state: AgentState, spec: TaskSpec, record: dict[str, Any]) ->
             "limit_violations": violations,
             "model_dir": None,
             "is_best": False,
-            "measurement": _measurement(state.get("evaluation") or {}),
+            "measurement": _measurement(state.get("evaluation")),
         }
     )
     best = state.get("best")
@@ -531,14 +574,14 @@ def _stopped_early(state: AgentState, spec: TaskSpec, record: dict[str, Any]) ->
     }
 
 
-def _front_members(history: list[dict[str, Any]]) -> list[int]:
+def _front_members(history: list[HistoryEntry]) -> list[int]:
     """Iterations on any of the report's Pareto fronts (validation accuracy against each axis)."""
     evaluated = [
         h for h in history if h.get("status") == "evaluated" and isinstance(h.get("metrics"), dict)
     ]
     members: set[int] = set()
     for axis, more_is_better in PARETO_AXES:
-        points = [
+        points: list[tuple[HistoryEntry, tuple[Any, Any]]] = [
             (h, (h["metrics"].get(axis), h["metrics"].get("val_accuracy"))) for h in evaluated
         ]
         points = [(h, xy) for h, xy in points if None not in xy]
@@ -562,8 +605,10 @@ def final_test(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, A
     wanted = ([int(best["iteration"])] if best else []) + _front_members(history)
     results: dict[str, Any] = dict(state.get("test_results") or {})
     for iteration in dict.fromkeys(wanted):
-        entry = by_iteration.get(iteration) or {}
-        model_dir = entry.get("model_dir") or (best or {}).get("model_dir")
+        entry = by_iteration.get(iteration)
+        model_dir = (entry.get("model_dir") if entry else None) or (
+            best.get("model_dir") if best else None
+        )
         if str(iteration) in results or not model_dir:
             continue
         if not Path(model_dir).is_dir():

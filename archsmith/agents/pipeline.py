@@ -23,6 +23,7 @@ from langgraph.runtime import Runtime
 from typing_extensions import TypedDict
 
 from archsmith.agents import nodes
+from archsmith.agents.records import BestCandidate, ErrorRecord, Evaluation, FixRecord, Validation
 from archsmith.agents.state import AgentState, Candidate
 
 __all__ = [
@@ -66,12 +67,12 @@ class PipelineInput(TypedDict, total=False):
     candidate: Candidate | None
     fix_attempts: int
     max_fix_attempts: int
-    fixes: list[dict[str, Any]]
-    error: dict[str, Any] | None
+    fixes: list[FixRecord]
+    error: ErrorRecord | None
     error_stage: str | None
-    validation: dict[str, Any] | None
-    evaluation: dict[str, Any] | None
-    best: dict[str, Any] | None
+    validation: Validation | None
+    evaluation: Evaluation | None
+    best: BestCandidate | None
     budget_s: float | None
     elapsed_s: float
 
@@ -82,11 +83,11 @@ class PipelineOutput(TypedDict, total=False):
 
     candidate: Candidate | None
     fix_attempts: int
-    fixes: list[dict[str, Any]]
-    error: dict[str, Any] | None
+    fixes: list[FixRecord]
+    error: ErrorRecord | None
     error_stage: str | None
-    validation: dict[str, Any] | None
-    evaluation: dict[str, Any] | None
+    validation: Validation | None
+    evaluation: Evaluation | None
     llm_calls: Annotated[list[dict[str, Any]], operator.add]
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from typing import Any
+from typing import Any, cast
 
 from langgraph.runtime import Runtime
 from langgraph.types import Send
@@ -27,7 +27,15 @@ from langgraph.types import Send
 from archsmith import judge
 from archsmith.agents import nodes
 from archsmith.agents.interfaces import Architect, ArchitectProposal
-from archsmith.agents.pipeline import pipeline
+from archsmith.agents.pipeline import PipelineOutput, pipeline
+from archsmith.agents.records import (
+    BestCandidate,
+    ErrorRecord,
+    Evaluation,
+    HistoryEntry,
+    Instruction,
+    Measurement,
+)
 from archsmith.agents.state import AgentContext, AgentState
 from archsmith.llm.calls import LLMCall
 from archsmith.spec import TaskSpec
@@ -68,9 +76,9 @@ def _code_key(code: str) -> str:
 def propose_distinct(
     architect: Architect,
     spec: TaskSpec,
-    instructions: list[dict[str, Any]],
-    best: dict[str, Any] | None,
-    history: list[dict[str, Any]],
+    instructions: list[Instruction],
+    best: BestCandidate | None,
+    history: list[HistoryEntry],
     first_iteration: int,
     count: int,
 ) -> list[ArchitectProposal]:
@@ -86,7 +94,7 @@ def propose_distinct(
     seen = {_code_key(str(h["code"])) for h in history if h.get("code")}
     if best and best.get("code"):
         seen.add(_code_key(str(best["code"])))
-    pending: list[dict[str, Any]] = []
+    pending: list[HistoryEntry] = []
     out: list[ArchitectProposal] = []
     calls: list[LLMCall] = []
     for _slot in range(count):
@@ -222,26 +230,41 @@ def candidate(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, An
         JOB_TRACE.reset(token)
     finished = time.time()
     calls = found.pop("llm_calls", [])
-    work: dict[str, Any] = {**state, **found}
+    # The pipeline's output schema: what ``invoke`` returns, which LangGraph types as a dict.
+    work: AgentState = {**state, **cast(PipelineOutput, found)}
     result = {key: work.get(key) for key in _RESULT_KEYS}
     placement = summarize_jobs(trace.jobs)
-    where = {
-        "round": state.get("round_number"),
-        "started_at": started,
-        "finished_at": finished,
-        "placement": placement,
-        "worker": ", ".join(placement["workers"]) or None,
-    }
-    result.update({"iteration": iteration, **where})
+    number = state.get("round_number")
+    worker = ", ".join(placement["workers"]) or None
+    result.update(
+        {
+            "iteration": iteration,
+            "round": number,
+            "started_at": started,
+            "finished_at": finished,
+            "placement": placement,
+            "worker": worker,
+        }
+    )
     # The store's row for it now (the critic's judgement replaces it when the round ends), so
     # `show` lists a candidate as soon as it is done.
     failed = work.get("error") is not None
-    entry = nodes.history_entry(work, status="failed" if failed else "awaiting critic")  # type: ignore[arg-type]
-    entry.update(where, seconds=finished - started, finished_at=finished)
+    entry = nodes.history_entry(work, status="failed" if failed else "awaiting critic")
+    entry.update(
+        {
+            "round": number,
+            "started_at": started,
+            "finished_at": finished,
+            "placement": placement,
+            "worker": worker,
+            "seconds": finished - started,
+        }
+    )
     if failed:
-        entry["error"] = {**(work.get("error") or {}), "stage": work.get("error_stage")}
+        error: ErrorRecord = work.get("error") or {}
+        entry["error"] = {**error, "stage": work.get("error_stage")}
     else:
-        entry["metrics"] = nodes.measured_metrics(work).model_dump(mode="json")  # type: ignore[arg-type]
+        entry["metrics"] = nodes.measured_metrics(work).model_dump(mode="json")
     result["entry"] = entry
     if runtime.context.on_candidate is not None:
         runtime.context.on_candidate(entry)
@@ -256,7 +279,7 @@ def critic_round(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str,
     work: dict[str, Any] = dict(state)
     # The budget is checked once for the round, on its wall time, not per candidate.
     work["budget_s"] = None
-    history: list[dict[str, Any]] = []
+    history: list[HistoryEntry] = []
     stop: str | None = None
     updates: dict[str, Any] = {}
     for key in sorted(results, key=int):
@@ -269,7 +292,7 @@ def critic_round(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str,
         }
         node = nodes.record_failure if found.get("error") is not None else nodes.critic
         updates = node(judged, runtime)  # type: ignore[arg-type]
-        entry = updates.pop("history")[0]
+        entry: HistoryEntry = updates.pop("history")[0]
         placement = found.get("placement") or {}
         entry.update(
             {
@@ -282,7 +305,7 @@ def critic_round(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str,
             }
         )
         if entry.get("status") != "failed":
-            entry["measurement"] = _measurement(placement, found.get("evaluation") or {})
+            entry["measurement"] = _measurement(placement, found.get("evaluation"))
         history.append(entry)
         stop = stop or updates.get("stop_reason")
         work.update(updates)
@@ -308,7 +331,7 @@ def critic_round(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str,
     }
 
 
-def _measurement(placement: dict[str, Any], evaluation: dict[str, Any]) -> dict[str, Any]:
+def _measurement(placement: dict[str, Any], evaluation: Evaluation | None) -> Measurement:
     """How this candidate's figures were measured in a parallel round: speed and inference
     energy alone on their node (``exclusive``) unless the jobs ran outside Ray; training next to
     the round's other candidates (``shared``), so its energy includes their load."""

@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from archsmith.agents.graph import build_graph
 from archsmith.agents.state import AgentContext, AgentState
-from archsmith.config import DEFAULT_EPOCHS
+from archsmith.config import DEFAULT_EARLY_STOP_MARGIN, DEFAULT_MAX_FIX_ATTEMPTS
 from archsmith.errors import InputError
 from archsmith.home import RUN_META, run_dir, runs_dir
 from archsmith.sandbox.base import interrupts_stop_jobs
@@ -63,17 +63,20 @@ class RunMeta(BaseModel):
     sandbox: str = "local"
     device: str = "cpu"
     data_dir: str | None = None
-    epochs: int = DEFAULT_EPOCHS
+    epochs: int | None = Field(
+        default=None,
+        description="Epochs per candidate; None: by the planned dataset's size, until planned.",
+    )
     iterations: int = 10
     budget_s: float | None = None
     patience: int | None = None
     max_train: int | None = None
     max_val: int | None = None
-    max_fix_attempts: int = 3
+    max_fix_attempts: int = DEFAULT_MAX_FIX_ATTEMPTS
     early_stop: bool = Field(
         default=False, description="Stop candidates that cannot beat the best (--early-stop)."
     )
-    early_stop_margin: float = Field(default=0.02, ge=0.0, le=1.0)
+    early_stop_margin: float = Field(default=DEFAULT_EARLY_STOP_MARGIN, ge=0.0, le=1.0)
     workers: int = Field(default=1, description="Candidates evaluated at once (Ray when > 1).")
     ray_address: str | None = Field(
         default=None, description="An existing Ray cluster; None: a local one when workers > 1."
@@ -154,20 +157,24 @@ def open_checkpointer(directory: Path, url: str | None) -> Iterator[BaseCheckpoi
 
 def initial_state(
     request: str,
-    spec: dict[str, Any],
+    spec: dict[str, Any] | None,
     *,
     iterations: int,
     assumptions: list[str] | None = None,
     planner: str = "given",
-    max_fix_attempts: int = 3,
+    max_fix_attempts: int = DEFAULT_MAX_FIX_ATTEMPTS,
     budget_s: float | None = None,
     patience: int | None = None,
     workers: int = 1,
+    dataset: str | None = None,
+    image_size: int | None = None,
 ) -> AgentState:
-    """The state a new run starts from."""
-    return {
+    """The state a new run starts from; without ``spec`` the graph's planner plans the request
+    (with ``dataset`` and ``image_size``, ``--dataset`` and ``--image-size``)."""
+    state: AgentState = {
         "request": request,
-        "spec": spec,
+        "dataset": dataset,
+        "image_size": image_size,
         "assumptions": assumptions or [],
         "planner": planner,
         "max_iterations": iterations,
@@ -183,6 +190,9 @@ def initial_state(
         "stop_reason": None,
         "workers": workers,
     }
+    if spec is not None:
+        state["spec"] = spec
+    return state
 
 
 def drive(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import shutil
 from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
@@ -27,7 +28,7 @@ from archsmith.agents.runs import (
     write_best,
 )
 from archsmith.agents.state import AgentContext, AgentState
-from archsmith.config import Settings
+from archsmith.config import DEFAULT_EARLY_STOP_MARGIN, DEFAULT_EPOCHS, Settings
 from archsmith.errors import InputError
 from archsmith.home import run_dir, sweep
 from archsmith.memory.recorder import RunRecorder, StopRequested
@@ -40,7 +41,6 @@ from archsmith.tools.runtime import ToolRuntime
 __all__ = [
     "LLM_STOP_PREFIX",
     "IterationView",
-    "auto_epochs",
     "make_checked_llm",
     "parse_duration",
     "resume_run",
@@ -67,25 +67,22 @@ def parse_duration(text: str) -> float:
     return value
 
 
-def auto_epochs(train_samples: int, batch_size: int = 128, min_steps: int = 500) -> int:
-    """Epochs per candidate when the user gives none: enough optimiser steps to compare models.
-
-    Five epochs of a small set (digits: 12 steps each) barely move a model, so small datasets get
-    more epochs, up to 50; large ones keep the floor of 5.
-    """
-    steps = max(1, -(-train_samples // batch_size))
-    return min(50, max(5, -(-min_steps // steps)))
-
-
 class IterationView:
-    """Prints one line per finished iteration: what was tried, how it did, the best so far."""
+    """Prints one line per finished iteration: what was tried, how it did, the best so far;
+    ``on_plan`` is told the planner's update (the CLI shows the plan from it)."""
 
-    def __init__(self, console: Console) -> None:
+    def __init__(
+        self, console: Console, on_plan: Callable[[dict[str, Any]], None] | None = None
+    ) -> None:
         self.console = console
+        self.on_plan = on_plan
         self.best_cm: float | None = None
 
     def __call__(self, node: str, update: dict[str, Any]) -> None:
-        if node == "candidate":
+        if node == "planner":
+            if self.on_plan is not None:
+                self.on_plan(update)
+        elif node == "candidate":
             for key, found in (update.get("round_results") or {}).items():
                 workers = ", ".join((found.get("placement") or {}).get("workers") or [])
                 took = float(found.get("finished_at", 0)) - float(found.get("started_at", 0))
@@ -195,7 +192,8 @@ def run_context(
         architect=_architect(meta, settings),
         on_candidate=recorder.on_candidate if recorder is not None else None,
         llm=llm,
-        epochs=meta.epochs,
+        epochs=meta.epochs if meta.epochs is not None else DEFAULT_EPOCHS,
+        auto_epochs=meta.epochs is None,
         max_fix_attempts=meta.max_fix_attempts,
         max_train=meta.max_train,
         max_val=meta.max_val,
@@ -216,21 +214,23 @@ def make_checked_llm(meta: RunMeta, settings: Settings) -> Any:
 def start_run(
     meta: RunMeta,
     settings: Settings,
-    spec: dict[str, Any],
-    assumptions: list[str],
-    planner_source: str,
     console: Console,
     checkpoint_url: str | None = None,
     on_update: Callable[[str, dict[str, Any]], None] | None = None,
     llm: Any = None,
-    planner_calls: list[dict[str, Any]] | None = None,
     sandbox: Sandbox | None = None,
+    *,
+    dataset: str | None = None,
+    image_size: int | None = None,
 ) -> AgentState:
-    """Create the run's directory and drive a new run to its end (or to Ctrl-C).
+    """Create the run's directory and drive a new run, from the graph's planner, to its end (or
+    to Ctrl-C).
 
     ``llm`` is the chat model the caller already checked; without it one is made from the meta.
     ``sandbox`` is the one the caller built (and so checked); without it one is built.
-    ``planner_calls`` are the LLM calls that planned the spec, kept with the run's trace.
+    ``dataset`` and ``image_size`` (``--dataset``, ``--image-size``) go to the planner with the
+    request. The run enters the store once it is planned: a request that cannot be planned (an
+    unknown dataset, impossible limits) leaves no run behind, its directory removed.
     """
     if llm is None:
         llm = make_checked_llm(meta, settings)
@@ -240,20 +240,17 @@ def start_run(
     save_meta(directory, meta)
     initial = initial_state(
         meta.request,
-        spec,
+        None,
         iterations=meta.iterations,
-        assumptions=assumptions,
-        planner=planner_source,
         max_fix_attempts=meta.max_fix_attempts,
         budget_s=meta.budget_s,
         patience=meta.patience,
         workers=meta.workers,
+        dataset=dataset,
+        image_size=image_size,
     )
-    initial["llm_calls"] = list(planner_calls or [])
     with RunStore(settings.store_path) as store:
-        store.upsert_run(run_row(meta, directory))
         recorder = RunRecorder(store, meta.run_id, directory)
-        recorder.sync(dict(initial))
         return _drive(
             meta,
             settings,
@@ -327,6 +324,9 @@ def resume_run(
         left, state = pending(saver, run_id)
     if not state:
         raise InputError(f"run {run_id} has no checkpoint to resume from")
+    if meta.epochs is None and state.get("epochs"):
+        # Planned, and killed before run.json said so: the checkpoint has the planner's choice.
+        meta.epochs = int(state["epochs"])
     if not left:
         console.print(f"run {run_id} already finished: {state.get('stop_reason')}")
         return state
@@ -357,15 +357,23 @@ def _drive(
     recorder: RunRecorder,
     sandbox: Sandbox | None = None,
 ) -> AgentState:
+    """Drive the graph (a new run with ``initial``, else a resumed one) and record how it ended.
+
+    A new run that fails before its planner's update (bad input, the planner's LLM, Ctrl-C) is
+    discarded (`_discard`): it has no plan to resume from.
+    """
     view = on_update or IterationView(console)
+    store = recorder.store
+    unplanned = initial is not None
 
     def record_then_show(node: str, update: dict[str, Any]) -> None:
+        nonlocal unplanned
+        if node == "planner":
+            _planned(meta, directory, store, update)
+            unplanned = False
         recorder.on_update(node, update)
         view(node, update)
 
-    from archsmith.llm.failures import LLMOutageError
-
-    store = recorder.store
     store.set_status(meta.run_id, "running", pid=os.getpid())
     sweep(settings.home)  # what processes killed mid-job left (their jobs, held state)
     context = run_context(meta, settings, llm, recorder, sandbox)
@@ -382,23 +390,11 @@ def _drive(
                 _, state = pending(saver, meta.run_id)
                 meta.stop_reason = "stopped by `archsmith stop`; resume to go on"
                 console.print(f"[bold]stopping:[/] {meta.stop_reason}")
-    except KeyboardInterrupt:
-        # The job in flight was stopped with the run (runs.drive) and its step not recorded.
-        during = f" in iteration {recorder.iteration}" if recorder.iteration else ""
-        reason = (
-            f"interrupted (Ctrl-C or `archsmith stop --now`){during};"
-            f" `archsmith resume {meta.run_id}` redoes the step it was in"
-        )
-        _end(meta, directory, store, "interrupted", reason, failing=True)
-        raise
-    except LLMOutageError as e:
-        # Like any other fault: the step in flight is redone on resume, nothing is lost.
-        reason = f"{LLM_STOP_PREFIX}{e}; resume with `archsmith resume {meta.run_id}`"
-        log.info("run %s stopped: %s", meta.run_id, reason)
-        _end(meta, directory, store, "stopped", reason, failing=True)
-        raise
-    except BaseException:
-        _end(meta, directory, store, "crashed", None, failing=True)
+    except BaseException as e:
+        if unplanned:
+            _discard(meta.run_id, directory, url)
+        else:
+            _failed(meta, directory, recorder, e)
         raise
     if state.get("stop_reason"):
         _end(meta, directory, store, "finished", state.get("stop_reason"))
@@ -406,10 +402,53 @@ def _drive(
         _end(meta, directory, store, "stopped", meta.stop_reason)
     best = write_best(directory, state)
     if best is not None:
-        store.add_artifact(
-            meta.run_id, "best_code", best, iteration=(state.get("best") or {}).get("iteration")
-        )
+        judged = state.get("best")
+        iteration = judged["iteration"] if judged else None
+        store.add_artifact(meta.run_id, "best_code", best, iteration=iteration)
     return state
+
+
+def _planned(meta: RunMeta, directory: Path, store: RunStore, update: dict[str, Any]) -> None:
+    """The planner's update arrived: record the epochs it settled and enter the run in the store
+    (a new run has no row until then; a resumed one gets its row again)."""
+    if update.get("epochs") is not None:
+        meta.epochs = int(update["epochs"])
+    save_meta(directory, meta)
+    store.upsert_run(run_row(meta, directory))
+
+
+def _discard(run_id: str, directory: Path, url: str | None) -> None:
+    """Remove a new run that ended before its plan: its directory and its PostgreSQL
+    checkpoints. Called while an exception is on its way out: a failure here is logged, and the
+    exception that ended the run goes on."""
+    try:
+        if url:
+            with open_checkpointer(directory, url) as saver:
+                saver.delete_thread(run_id)
+        shutil.rmtree(directory)
+    except (OSError, InputError):
+        log.exception("could not remove run %s, which ended before its plan", run_id)
+
+
+def _failed(meta: RunMeta, directory: Path, recorder: RunRecorder, e: BaseException) -> None:
+    """Record how a run that raised ``e`` ended: interrupted, stopped by its LLM, or crashed."""
+    from archsmith.llm.failures import LLMOutageError
+
+    if isinstance(e, KeyboardInterrupt):
+        # The job in flight was stopped with the run (runs.drive) and its step not recorded.
+        during = f" in iteration {recorder.iteration}" if recorder.iteration else ""
+        reason = (
+            f"interrupted (Ctrl-C or `archsmith stop --now`){during};"
+            f" `archsmith resume {meta.run_id}` redoes the step it was in"
+        )
+        _end(meta, directory, recorder.store, "interrupted", reason, failing=True)
+    elif isinstance(e, LLMOutageError):
+        # Like any other fault: the step in flight is redone on resume, nothing is lost.
+        reason = f"{LLM_STOP_PREFIX}{e}; resume with `archsmith resume {meta.run_id}`"
+        log.info("run %s stopped: %s", meta.run_id, reason)
+        _end(meta, directory, recorder.store, "stopped", reason, failing=True)
+    else:
+        _end(meta, directory, recorder.store, "crashed", None, failing=True)
 
 
 def _on_ray(
@@ -487,7 +526,7 @@ def new_meta(
     sandbox: str,
     device: str,
     data_dir: Path | None,
-    epochs: int,
+    epochs: int | None,
     iterations: int,
     budget_s: float | None,
     patience: int | None,
@@ -499,9 +538,9 @@ def new_meta(
     ray_address: str | None = None,
     gpus_per_candidate: float | None = None,
     early_stop: bool = False,
-    early_stop_margin: float = 0.02,
+    early_stop_margin: float = DEFAULT_EARLY_STOP_MARGIN,
 ) -> RunMeta:
-    """A fresh run's metadata."""
+    """A fresh run's metadata; ``epochs`` None: the planner chooses them by the dataset's size."""
     return RunMeta(
         run_id=new_run_id(),
         request=request,

@@ -21,7 +21,16 @@ from typing_extensions import TypedDict
 
 from archsmith.agents.early_stop import EarlyStopRule
 from archsmith.agents.interfaces import Architect
-from archsmith.config import DEFAULT_EPOCHS
+from archsmith.agents.records import (
+    BestCandidate,
+    ErrorRecord,
+    Evaluation,
+    FixRecord,
+    HistoryEntry,
+    Instruction,
+    Validation,
+)
+from archsmith.config import DEFAULT_EPOCHS, DEFAULT_MAX_FIX_ATTEMPTS
 from archsmith.tools.runtime import ToolRuntime
 
 __all__ = ["AgentContext", "AgentState", "Candidate", "merge_round_results"]
@@ -50,9 +59,16 @@ class AgentState(TypedDict, total=False):
     """Everything a run knows; each node returns only the keys it changes."""
 
     request: str
+    #: ``--dataset`` and ``--image-size``: what the planner is told besides the request.
+    dataset: str | None
+    image_size: int | None
     spec: dict[str, Any]
     assumptions: list[str]
     planner: str
+    #: Epochs per candidate as the planner settled them (the context's, or by the planned
+    #: dataset's size), and the training samples it counted when it chose them.
+    epochs: int
+    train_samples: int | None
     max_iterations: int
     max_fix_attempts: int
     budget_s: float | None
@@ -63,15 +79,15 @@ class AgentState(TypedDict, total=False):
     iteration_started: float
     candidate: Candidate | None
     fix_attempts: int
-    fixes: list[dict[str, Any]]
-    error: dict[str, Any] | None
+    fixes: list[FixRecord]
+    error: ErrorRecord | None
     error_stage: str | None
-    validation: dict[str, Any] | None
-    evaluation: dict[str, Any] | None
-    instructions: list[dict[str, Any]]
-    history: Annotated[list[dict[str, Any]], operator.add]
+    validation: Validation | None
+    evaluation: Evaluation | None
+    instructions: list[Instruction]
+    history: Annotated[list[HistoryEntry], operator.add]
     llm_calls: Annotated[list[dict[str, Any]], operator.add]
-    best: dict[str, Any] | None
+    best: BestCandidate | None
     #: The test split's figures, by iteration: the best's and the Pareto fronts', measured once
     #: when the loop stops (``nodes.final_test``), never read by a decision.
     test_results: dict[str, Any]
@@ -96,7 +112,10 @@ class AgentContext:
     architect: Architect | None = None
     llm: BaseChatModel | None = None
     epochs: int = DEFAULT_EPOCHS
-    max_fix_attempts: int = 3
+    #: Choose ``epochs`` by the planned dataset's size (``archsmith run`` without ``--epochs``):
+    #: the data is known only once the planner has planned, so the planner node sets it.
+    auto_epochs: bool = False
+    max_fix_attempts: int = DEFAULT_MAX_FIX_ATTEMPTS
     train_time_budget_s: float | None = None
     max_train: int | None = None
     max_val: int | None = None
@@ -104,7 +123,7 @@ class AgentContext:
     early_stop: EarlyStopRule | None = None
     #: Told each parallel candidate's record as soon as it is done, from its own thread (the
     #: run store's row); the graph's stream reports it only when LangGraph gets to it.
-    on_candidate: Callable[[dict[str, Any]], None] | None = None
+    on_candidate: Callable[[HistoryEntry], None] | None = None
 
     def require_architect(self) -> Architect:
         """The architect, for the nodes that propose or repair a candidate."""

@@ -25,7 +25,7 @@ from archsmith.agents.pipeline import Node
 from archsmith.agents.runs import RunMeta
 from archsmith.agents.session import make_checked_llm, run_context
 from archsmith.agents.state import AgentContext, AgentState
-from archsmith.config import DEFAULT_EPOCHS, Settings
+from archsmith.config import DEFAULT_EARLY_STOP_MARGIN, DEFAULT_EPOCHS, Settings
 from archsmith.errors import InputError
 
 __all__ = ["StudioContext", "StudioInput", "build_studio_graph", "graph", "studio_context"]
@@ -49,7 +49,7 @@ class StudioContext:
     max_val: int | None = None
     early_stop: bool = False
     """Stop hopeless candidates after a third of their epochs (``archsmith run --early-stop``)."""
-    early_stop_margin: float = 0.02
+    early_stop_margin: float = DEFAULT_EARLY_STOP_MARGIN
 
 
 class StudioInput(TypedDict, total=False):

@@ -9,6 +9,7 @@ the store keeps every one, including those redone after a resume.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -82,12 +83,12 @@ class RunRecorder:
         iteration = call.iteration if call.iteration is not None else self.iteration
         self.store.record_tool_call(self.run_id, iteration, call)
 
-    def on_candidate(self, entry: dict[str, Any]) -> None:
+    def on_candidate(self, entry: Mapping[str, Any]) -> None:
         """A parallel round's candidate, recorded as soon as it is done, from its own thread;
         the critic's judgement of it replaces the row when the round ends."""
         self._iteration(entry)
 
-    def _iteration(self, entry: dict[str, Any]) -> None:
+    def _iteration(self, entry: Mapping[str, Any]) -> None:
         number = int(entry["iteration"])
         artifacts: list[tuple[str, Path]] = []
         if entry.get("code"):

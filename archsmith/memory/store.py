@@ -17,7 +17,7 @@ import socket
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -363,7 +363,7 @@ class RunStore:
             )
 
     def record_iteration(
-        self, run_id: str, entry: dict[str, Any], artifacts: Sequence[tuple[str, Path]] = ()
+        self, run_id: str, entry: Mapping[str, Any], artifacts: Sequence[tuple[str, Path]] = ()
     ) -> None:
         """One finished iteration (a history entry) and its files; idempotent per iteration."""
         m = entry.get("metrics") or {}

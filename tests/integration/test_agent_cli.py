@@ -181,6 +181,24 @@ def test_an_interrupt_stops_the_training_job_within_seconds(tmp_path: Path, how:
     assert not any(jobs.iterdir()), "the training job's directory was left behind"
 
 
+def test_a_request_that_cannot_be_planned_exits_2_and_leaves_no_run(tmp_path: Path) -> None:
+    """The graph's planner refuses the request: the error and exit 2 as before any run, no
+    header, and no run left in the home or the store."""
+    env = env_for(tmp_path)
+    result = subprocess.run(
+        [str(SCRIPT), "run", "build a classifier for my cat photos", "--iterations", "1"],
+        capture_output=True, text=True, env=env, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "no known dataset is named in the request" in result.stderr
+    assert result.stdout == ""
+    assert not any((tmp_path / "home" / "runs").iterdir())
+    runs = subprocess.run(
+        [str(SCRIPT), "runs"], capture_output=True, text=True, env=env, timeout=120
+    )  # fmt: skip
+    assert "No runs yet" in runs.stdout
+
+
 def test_resume_unknown_run_is_a_clear_error(tmp_path: Path) -> None:
     result = subprocess.run(
         [str(SCRIPT), "resume", "no-such-run"], capture_output=True, text=True,

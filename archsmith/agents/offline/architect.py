@@ -34,6 +34,7 @@ from archsmith.agents.offline.scoring import (
     spec_score,
     surrogate_targets,
 )
+from archsmith.agents.records import BestCandidate, ErrorRecord, HistoryEntry, Instruction
 from archsmith.search.policy import Advice, Candidate, Knobs, Move, Observation, choose
 from archsmith.spec import TaskSpec
 from archsmith.tools.schemas import STOPPED_EARLY, EvaluationMetrics
@@ -56,7 +57,7 @@ class _Trained:
 
     arch: Arch
     metrics: EvaluationMetrics
-    record: dict[str, Any]
+    record: HistoryEntry
 
 
 @dataclass(frozen=True)
@@ -98,9 +99,9 @@ class OfflineArchitect:
     def propose(
         self,
         spec: TaskSpec,
-        instructions: list[dict[str, Any]],
-        best: dict[str, Any] | None,
-        history: list[dict[str, Any]],
+        instructions: list[Instruction],
+        best: BestCandidate | None,
+        history: list[HistoryEntry],
         iteration: int,
     ) -> ArchitectProposal:
         """The first model at iteration 1, else the chosen edit of the parent (class docstring)."""
@@ -156,8 +157,8 @@ class OfflineArchitect:
         self,
         spec: TaskSpec,
         proposal: ArchitectProposal,
-        error: dict[str, Any],
-        best: dict[str, Any] | None,
+        error: ErrorRecord,
+        best: BestCandidate | None,
         attempt: int,
     ) -> ArchitectProposal:
         """Back to the last valid description with a smaller change (one edit, then none).
@@ -166,13 +167,13 @@ class OfflineArchitect:
         fewer per extra attempt), since the same size would fail the same way.
         """
         cap = param_cap(spec)
-        base = _arch_of(best) or initial_arch(spec)
+        base = _arch_of(best.get("arch") if best else None) or initial_arch(spec)
         applied: list[str] = []
         kind = str(error.get("type", ""))
         message = str(error.get("message", ""))
         shrink = any(k in kind for k in _SHRINK_ERRORS) or "out of memory" in message.lower()
         if shrink:
-            failed = _arch_of({"arch": proposal.arch}) or base
+            failed = _arch_of(proposal.arch) or base
             arch = failed
             for code in ["RK", "RN"] + ["RCL"] * attempt:
                 step = apply_edit(arch, code, cap)
@@ -191,10 +192,10 @@ class OfflineArchitect:
 
     # Internals.
 
-    def _tried(self, best: dict[str, Any] | None, history: list[dict[str, Any]]) -> set[str]:
+    def _tried(self, best: BestCandidate | None, history: list[HistoryEntry]) -> set[str]:
         tried = set(self._seen)
-        for item in [*(history or []), *([best] if best else [])]:
-            arch = item.get("arch") if isinstance(item, dict) else None
+        archs = [h.get("arch") for h in history or []] + ([best.get("arch")] if best else [])
+        for arch in archs:
             if isinstance(arch, dict):
                 try:
                     tried.add(arch_signature(arch))
@@ -276,33 +277,35 @@ class OfflineArchitect:
         )
 
 
-def _arch_of(item: dict[str, Any] | None) -> Arch | None:
-    """The offline description inside ``best`` (or a history entry), when it has a valid one."""
-    if not item or not isinstance(item.get("arch"), dict):
+def _arch_of(arch: dict[str, Any] | None) -> Arch | None:
+    """The offline description of ``best``, a history entry or a proposal (its ``arch``), when
+    it is a valid one."""
+    if not isinstance(arch, dict):
         return None
     try:
-        return Arch.model_validate(item["arch"])
+        return Arch.model_validate(arch)
     except ValueError:
         logger.info("best has no offline description; starting from the initial model")
         return None
 
 
-def _metrics_of(item: dict[str, Any] | None) -> EvaluationMetrics | None:
+def _metrics_of(item: BestCandidate | HistoryEntry | None) -> EvaluationMetrics | None:
     """The trained metrics inside ``best`` or a history entry, when it has complete ones."""
-    if not item or not isinstance(item.get("metrics"), dict) or not item["metrics"]:
+    metrics = item.get("metrics") if item else None
+    if not item or not isinstance(metrics, dict) or not metrics:
         return None
     try:
-        return EvaluationMetrics.model_validate(item["metrics"])
+        return EvaluationMetrics.model_validate(metrics)
     except ValueError:
         logger.debug("metrics of iteration %s are incomplete; not used", item.get("iteration"))
         return None
 
 
-def _trained(history: list[dict[str, Any]]) -> list[_Trained]:
+def _trained(history: list[HistoryEntry]) -> list[_Trained]:
     """The history's trained, non-diverged offline candidates: what the surrogate is fitted on."""
     out: list[_Trained] = []
     for item in history or []:
-        arch, metrics = _arch_of(item), _metrics_of(item)
+        arch, metrics = _arch_of(item.get("arch")), _metrics_of(item)
         if arch is None or metrics is None or metrics.is_diverged:
             continue
         if item.get("status") == STOPPED_EARLY:
@@ -318,19 +321,21 @@ def _recorded_rank(candidate: _Trained) -> judge.Rank:
     return judge.rank(feasible, -math.inf if cm is None else float(cm))
 
 
-def _advice_of(instructions: list[dict[str, Any]], record: dict[str, Any]) -> Advice:
+def _advice_of(instructions: list[Instruction], record: HistoryEntry | None) -> Advice:
     """The critic's advice: its instructions, with the rules' weights and the dropped ones from
     its record of the candidate advised on (empty when the record is not at hand)."""
+    if record is None:
+        return Advice.from_instructions(instructions, [], [])
     return Advice.from_instructions(
         instructions, record.get("fired_rules") or [], record.get("dropped") or []
     )
 
 
 def _critics_parent(
-    best: dict[str, Any] | None,
-    instructions: list[dict[str, Any]],
+    best: BestCandidate | None,
+    instructions: list[Instruction],
     trained: list[_Trained],
-    history: list[dict[str, Any]],
+    history: list[HistoryEntry],
 ) -> _Parent:
     """The critic's best, when it is a trained offline candidate within the spec's limits, with
     the critic's instructions; else the judge's parent of the trained candidates (the critic
@@ -341,7 +346,7 @@ def _critics_parent(
         and bool(best.get("feasible", True))
         and best.get("combined_metric") is not None
     ):
-        arch, metrics = _arch_of(best), _metrics_of(best)
+        arch, metrics = _arch_of(best.get("arch")), _metrics_of(best)
         if arch is not None and metrics is not None and not metrics.is_diverged:
             record = next(
                 (
@@ -350,12 +355,16 @@ def _critics_parent(
                     if h.get("iteration") == best.get("iteration")
                     and h.get("fired_rules") is not None
                 ),
-                {},
+                None,
             )
             return _Parent(arch, _advice_of(instructions, record), float(best["combined_metric"]))
     chosen = judge.parent(trained, _recorded_rank)
     if chosen is None:
-        return _Parent(_arch_of(best), Advice.from_instructions(instructions), -math.inf)
+        return _Parent(
+            _arch_of(best.get("arch") if best else None),
+            Advice.from_instructions(instructions),
+            -math.inf,
+        )
     feasible, cm = _recorded_rank(chosen)
     return _Parent(
         chosen.arch,
