@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import re
@@ -426,8 +427,19 @@ def _discard(run_id: str, directory: Path, url: str | None) -> None:
             with open_checkpointer(directory, url) as saver:
                 saver.delete_thread(run_id)
         shutil.rmtree(directory)
+        _remove_if_empty(directory.parent)
     except (OSError, InputError):
         log.exception("could not remove run %s, which ended before its plan", run_id)
+
+
+def _remove_if_empty(folder: Path) -> None:
+    """The runs folder, when the discarded run was all it held: a refused first request leaves no
+    trace in the home. Another run's folder keeps it (the kernel refuses to remove it)."""
+    try:
+        folder.rmdir()
+    except OSError as e:
+        if e.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+            raise
 
 
 def _failed(meta: RunMeta, directory: Path, recorder: RunRecorder, e: BaseException) -> None:
