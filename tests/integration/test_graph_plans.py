@@ -129,6 +129,6 @@ def test_a_request_that_cannot_be_planned_leaves_no_run_behind(
         start_run(meta, settings, Console(), on_update=view)
     assert view.seen == []
     assert not run_dir(settings.home, meta.run_id).exists()
-    assert not any(runs_dir(settings.home).iterdir())
+    assert not runs_dir(settings.home).exists(), "the refused request left a runs folder"
     with RunStore(settings.store_path) as store:
         assert store.list_runs() == []
