@@ -37,7 +37,7 @@ from archsmith.cli_common import (
 from archsmith.cli_common import fail as _fail
 from archsmith.cli_runs import register as register_run_commands
 from archsmith.cli_tools import register as register_tool_commands
-from archsmith.config import DEFAULT_EARLY_STOP_MARGIN, Settings
+from archsmith.config import DEFAULT_EARLY_STOP_MARGIN, DEFAULT_ITERATIONS, RunSettings, Settings
 from archsmith.errors import InputError
 from archsmith.metrics import figure
 
@@ -139,7 +139,7 @@ def plan_cmd(
 
     try:
         value = _llm_value(llm)
-        timeout_s = _seconds(llm_timeout) or Settings().llm_timeout_s
+        timeout_s = RunSettings.from_env(llm_timeout_s=_seconds(llm_timeout)).llm_timeout_s
         chat = make_llm(value, base_url=base_url, timeout_s=timeout_s)
         result = plan(request, chat, dataset=dataset, image_size=image_size)
     except InputError as e:
@@ -175,7 +175,12 @@ def _render_plan(spec: dict[str, Any], assumptions: list[str], source: str) -> N
 @app.command("run")
 def run_cmd(
     request: Annotated[str, typer.Argument(help='What to build, e.g. "a 1000-FPS malaria model".')],
-    iterations: Annotated[int, typer.Option("--iterations", "-n", min=1)] = 10,
+    iterations: Annotated[
+        int | None,
+        typer.Option(
+            "--iterations", "-n", min=1, help=f"Candidates to try ({DEFAULT_ITERATIONS})."
+        ),
+    ] = None,
     budget: Annotated[
         str | None, typer.Option("--budget", help="Wall-clock budget: 600, 30m, 2h.")
     ] = None,
@@ -186,7 +191,7 @@ def run_cmd(
     base_url: Annotated[
         str | None, typer.Option("--base-url", help="An OpenAI-compatible server's URL.")
     ] = None,
-    sandbox: Annotated[str, typer.Option("--sandbox", help=SANDBOX_HELP)] = "local",
+    sandbox: Annotated[str | None, typer.Option("--sandbox", help=SANDBOX_HELP)] = None,
     device: Annotated[str | None, typer.Option("--device", help="auto, cpu, cuda.")] = None,
     data_dir: Annotated[Path | None, typer.Option("--data-dir")] = None,
     epochs: Annotated[
@@ -207,14 +212,14 @@ def run_cmd(
     dataset: DatasetOption = None,
     image_size: ImageSizeOption = None,
     workers: Annotated[
-        int,
+        int | None,
         typer.Option(
             "--workers",
             min=1,
             help="Candidates proposed and evaluated at once, each job a Ray task (a local Ray"
-            " cluster unless --ray-address); 1: one at a time, no Ray.",
+            " cluster unless --ray-address); 1 (the default): one at a time, no Ray.",
         ),
-    ] = 1,
+    ] = None,
     ray_address: Annotated[
         str | None,
         typer.Option(
@@ -241,15 +246,15 @@ def run_cmd(
         ),
     ] = False,
     early_stop_margin: Annotated[
-        float,
+        float | None,
         typer.Option(
             "--early-stop-margin",
             min=0.0,
             max=1.0,
             help="Accuracy a stopped candidate is allowed to have gained beyond the best's"
-            " gain (fraction).",
+            f" gain (fraction; {DEFAULT_EARLY_STOP_MARGIN:g}).",
         ),
-    ] = DEFAULT_EARLY_STOP_MARGIN,
+    ] = None,
 ) -> None:
     """Discover a model for a request in plain words (the LEMONADE loop).
 
@@ -261,35 +266,39 @@ def run_cmd(
     from archsmith.llm.providers import check_llm, describe_llm, make_llm
     from archsmith.sandbox import get_sandbox
 
-    check_sandbox(sandbox)
-    overrides: dict[str, Any] = {"sandbox": sandbox}
-    if device:
-        overrides["device"] = device
-    if data_dir:
-        overrides["data_dir"] = data_dir
-    settings = Settings(**overrides)
+    if sandbox is not None:
+        check_sandbox(sandbox)
+    settings = Settings()
     box = None
     try:
-        if ray_address:
+        run = RunSettings.from_env(
+            llm=llm, base_url=base_url, sandbox=sandbox, device=device,
+            data_dir=str(data_dir) if data_dir else None, epochs=epochs, iterations=iterations,
+            budget_s=parse_duration(budget) if budget else None, patience=patience,
+            max_train=max_train, max_val=max_val, llm_timeout_s=_seconds(llm_timeout),
+            llm_outage_window_s=_seconds(llm_outage_window), workers=workers,
+            ray_address=ray_address, gpus_per_candidate=gpus_per_candidate,
+            early_stop=early_stop or None, early_stop_margin=early_stop_margin,
+            checkpoint_url=checkpoint_url,
+        )  # fmt: skip
+        if run.ray_address:
             from archsmith.sandbox.ray_pool import check_address
 
-            check_address(ray_address)
-        value = _llm_value(llm)
-        budget_s = parse_duration(budget) if budget else None
-        timeout_s = _seconds(llm_timeout) or settings.llm_timeout_s
-        window_s = _seconds(llm_outage_window) or settings.llm_outage_window_s
-        chat = make_llm(value, base_url=base_url, timeout_s=timeout_s)
+            check_address(run.ray_address)
+        meta = new_meta(request, run)
+        run = meta.settings
+        chat = make_llm(meta.llm, base_url=run.base_url, timeout_s=run.llm_timeout_s)
         # Before any work: code written by an LLM needs a sandbox that can start here. The run
         # uses this one.
         box = get_sandbox(
-            settings.sandbox,
+            run.sandbox,
             image=settings.sandbox_image,
             trusted_code=chat is None,
             bwrap=settings.bwrap,
             warm=settings.warm_sandbox,
         )
         if chat is not None:
-            with err.status(f"checking {value} ..."):
+            with err.status(f"checking {meta.llm} ..."):
                 check_llm(chat)
     except InputError as e:
         _release(box)
@@ -301,14 +310,6 @@ def run_cmd(
     except BaseException:
         _release(box)
         raise
-    meta = new_meta(
-        request, value, base_url=base_url, sandbox=sandbox,
-        device=settings.resolve_device(), data_dir=settings.data_dir, epochs=epochs,
-        iterations=iterations, budget_s=budget_s, patience=patience, max_train=max_train,
-        max_val=max_val, llm_timeout_s=timeout_s, llm_outage_window_s=window_s,
-        workers=workers, ray_address=ray_address, gpus_per_candidate=gpus_per_candidate,
-        early_stop=early_stop, early_stop_margin=early_stop_margin,
-    )  # fmt: skip
     planning = err.status("planning ...")
     planned: list[bool] = []
 
@@ -319,19 +320,20 @@ def run_cmd(
         samples = update.get("train_samples")
         out.print(f"run [bold]{meta.run_id}[/]: {request}", highlight=False)
         out.print(
-            f"architect: {describe_llm(value, base_url=base_url)}; sandbox: {sandbox};"
-            f" device: {meta.device}; {update['epochs']} epochs per candidate"
+            f"architect: {describe_llm(meta.llm, base_url=run.base_url)}; sandbox: {run.sandbox};"
+            f" device: {run.device}; {update['epochs']} epochs per candidate"
             + (f" (auto: {samples:,} training samples)" if samples is not None else "")
-            + f"; up to {iterations} iterations"
-            + (f" or {budget_s:g} s" if budget_s else "")
+            + f"; up to {run.iterations} iterations"
+            + (f" or {run.budget_s:g} s" if run.budget_s else "")
             + (
-                f"; {workers} at a time on Ray ({ray_address or 'local cluster'})"
-                if workers > 1 or ray_address
+                f"; {run.workers} at a time on Ray ({run.ray_address or 'local cluster'})"
+                if run.workers > 1 or run.ray_address
                 else ""
             )
-            + (f"; early stopping (margin {early_stop_margin:g})" if early_stop else "")
+            + (f"; early stopping (margin {run.early_stop_margin:g})" if run.early_stop else "")
             + (
-                f"; LLM timeout {span(timeout_s)}, outage window {span(window_s)}"
+                f"; LLM timeout {span(run.llm_timeout_s)},"
+                f" outage window {span(run.llm_outage_window_s)}"
                 if chat is not None
                 else ""
             )
@@ -345,7 +347,7 @@ def run_cmd(
                 meta,
                 settings,
                 out,
-                checkpoint_url=checkpoint_url,
+                checkpoint_url=run.checkpoint_url,
                 on_update=IterationView(out, on_plan=show_plan),
                 llm=chat,
                 sandbox=box,

@@ -72,7 +72,7 @@ def import_missing_runs(store: RunStore, settings: Settings) -> list[str]:
     for run_id in missing:
         directory = run_dir(settings.home, run_id)
         meta = load_meta(settings.home, run_id)
-        if meta.checkpoint_url:
+        if meta.settings.checkpoint_url:
             log.warning("run %s keeps its checkpoints in PostgreSQL; not imported", meta.run_id)
             continue
         with open_checkpointer(directory, None) as saver:
@@ -568,15 +568,15 @@ def export_cmd(
             story = run_story(store, run["run_id"])
             best = _best_or_fail(story)
             run_settings = run.get("settings") or {}
-            if run_settings.get("data_dir") and settings.data_dir is None:
-                settings = settings.model_copy(update={"data_dir": Path(run_settings["data_dir"])})
             box = get_sandbox(
                 run["sandbox"],
                 image=settings.sandbox_image,
                 trusted_code=str(run.get("llm") or "") == "offline",
                 bwrap=settings.bwrap,
             )
-            runtime = ToolRuntime(box, settings, device="cpu")
+            runtime = ToolRuntime(
+                box, settings, device="cpu", data_dir=run_settings.get("data_dir")
+            )
             target = output or Path.cwd() / f"export-{run['run_id']}"
             with err.status(f"exporting iteration {best['iteration']} ({fmt}) in the sandbox ..."):
                 result = export_model(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -233,9 +234,10 @@ def evaluate_cmd(
         int, typer.Option("--epochs", min=1, help="Training epochs.")
     ] = DEFAULT_EPOCHS,
     budget: Annotated[
-        float | None, typer.Option("--budget", min=1, help="Training time limit (seconds).")
+        float | None,
+        typer.Option("--budget", min=1, help="Time limit for checking and training (seconds)."),
     ] = None,
-    sandbox: Annotated[str, typer.Option("--sandbox", help=SANDBOX_HELP)] = "local",
+    sandbox: Annotated[str | None, typer.Option("--sandbox", help=SANDBOX_HELP)] = None,
     device: Annotated[
         str | None, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")
     ] = None,
@@ -252,44 +254,44 @@ def evaluate_cmd(
 ) -> None:
     """Measure one model file the way the agent measures candidates, in the sandbox."""
     from archsmith.agents.state import AgentContext
-    from archsmith.config import Settings
+    from archsmith.config import RunSettings, Settings
     from archsmith.data.user import dataset_argument
-    from archsmith.sandbox import SandboxError, get_sandbox
+    from archsmith.sandbox import SandboxError, get_sandbox, release
     from archsmith.tools.runtime import ToolRuntime
 
-    check_sandbox(sandbox)
+    if sandbox is not None:
+        check_sandbox(sandbox)
     try:
         code = model_file.read_text(encoding="utf-8")
     except OSError as e:
         raise _fail(InputError(f"cannot read model file {model_file}: {e.strerror}")) from e
-    overrides: dict[str, object] = {"sandbox": sandbox}
-    if device:
-        overrides["device"] = device
-    if data_dir:
-        overrides["data_dir"] = data_dir
-    settings = Settings(**overrides)  # type: ignore[arg-type]
+    settings = Settings()
     try:
+        run = RunSettings.from_env(
+            sandbox=sandbox, device=device, data_dir=str(data_dir) if data_dir else None,
+            epochs=epochs, budget_s=budget, max_train=max_train,
+        )  # fmt: skip
         dataset = dataset_argument(dataset, image_size=image_size)
-        box = get_sandbox(
-            settings.sandbox,
-            image=settings.sandbox_image,
-            bwrap=settings.bwrap,
-            warm=settings.warm_sandbox,
-        )
-        runtime = ToolRuntime(box, settings)
-        with err.status(f"preparing {dataset} ..."):
-            data = runtime.prepare(dataset, max_train=max_train)
-        spec = TaskSpec(
-            dataset=dataset,
-            task=data.meta["task"],
-            input_shape=tuple(int(d) for d in data.meta["input_shape"]),
-            num_classes=int(data.meta["num_classes"]),
-        )
-        # No architect and no fix attempts: the file is measured as it is, up to its first failure.
-        context = AgentContext(
-            tools=runtime, epochs=epochs, train_time_budget_s=budget, max_train=max_train
-        )
-        report = _evaluate(context, spec, code, seed, show=not as_json)
+        with ExitStack() as ends:
+            box = get_sandbox(
+                run.sandbox,
+                image=settings.sandbox_image,
+                bwrap=settings.bwrap,
+                warm=settings.warm_sandbox,
+            )
+            ends.callback(release, box)  # its warm sandboxes
+            runtime = ToolRuntime(box, settings, device=run.device, data_dir=run.data_dir)
+            ends.callback(runtime.release)  # the program it validated, as a run's end does
+            with err.status(f"preparing {dataset} ..."):
+                data = runtime.prepare(dataset, max_train=run.max_train)
+            spec = TaskSpec(
+                dataset=dataset,
+                task=data.meta["task"],
+                input_shape=tuple(int(d) for d in data.meta["input_shape"]),
+                num_classes=int(data.meta["num_classes"]),
+            )
+            context = AgentContext(tools=runtime, settings=run)
+            report = _evaluate(context, spec, code, seed, show=not as_json)
     except InputError as e:  # an unknown dataset, data that cannot be used, no sandbox here
         raise _fail(e) from e
     except SandboxError as e:
@@ -322,8 +324,11 @@ def _evaluate(
         "iteration_started": time.time(),
         "candidate": candidate,
         "fix_attempts": 0,
+        # No architect to repair it: the file is measured as it is, up to its first failure.
         "max_fix_attempts": 0,
         "fixes": [],
+        "budget_s": context.settings.budget_s,
+        "elapsed_s": 0.0,
     }
     report: dict[str, dict[str, Any]] = {}
     with err.status("check_shapes, count_params ...") as status:

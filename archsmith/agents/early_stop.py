@@ -31,6 +31,7 @@ from pathlib import Path
 
 from archsmith import judge
 from archsmith.agents.records import BestCandidate, Validation
+from archsmith.config import DEFAULT_EARLY_STOP_MARGIN
 from archsmith.spec import TaskSpec
 from archsmith.tools.schemas import STOPPED_EARLY
 from archsmith.tools.train_model import EarlyCheck, Verdict
@@ -43,7 +44,7 @@ class EarlyStopRule:
     """The rule's settings: where it checks (a fraction of the epochs) and its margin."""
 
     fraction: float = 1 / 3
-    margin: float = 0.02
+    margin: float = DEFAULT_EARLY_STOP_MARGIN
 
     def __post_init__(self) -> None:
         if not 0.0 < self.fraction < 1.0:

@@ -45,7 +45,7 @@ def route_after_pipeline(state: AgentState) -> Literal["critic", "record_failure
 
 def route_after_planner(state: AgentState) -> Literal["architect", "architect_round"]:
     """One candidate at a time (``--workers 1``, today's loop), or rounds of several at once."""
-    return "architect_round" if state.get("workers", 1) > 1 else "architect"
+    return "architect_round" if state["workers"] > 1 else "architect"
 
 
 def route_after_round(state: AgentState) -> Literal["architect_round", "final_test"]:

@@ -28,7 +28,7 @@ from archsmith.agents.records import (
     Validation,
 )
 from archsmith.agents.state import AgentContext, AgentState, Candidate
-from archsmith.config import DEFAULT_MAX_FIX_ATTEMPTS, auto_epochs
+from archsmith.config import auto_epochs
 from archsmith.metrics import PARETO_AXES, pareto_front
 from archsmith.spec import TaskSpec
 from archsmith.tools.check_shapes import check_shapes
@@ -70,7 +70,7 @@ def next_step(state: AgentState) -> Literal["code_fixer", "record_failure", "nex
     """After validate or evaluate: go on, try a fix, or give the candidate up."""
     if state.get("error") is None:
         return "next"
-    if state.get("fix_attempts", 0) < state.get("max_fix_attempts", DEFAULT_MAX_FIX_ATTEMPTS):
+    if state.get("fix_attempts", 0) < state["max_fix_attempts"]:
         return "code_fixer"
     return "record_failure"
 
@@ -95,12 +95,23 @@ def planner(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]
     """Turn the request into a validated TaskSpec, unless the run was started with one; prepare
     its data (a missing dataset fails here, before any candidate) and settle the epochs.
 
-    With ``auto_epochs`` the context's epochs are chosen by the planned dataset's size and set on
-    the context, which the later nodes read; the update records them, so a resumed run (whose
-    planner does not run again) gets the same.
+    It settles what the run's settings leave open: the epochs (by the planned dataset's size
+    when unset, then set on the context, which the later nodes read) and the loop's bounds, which
+    the state keeps from here; the update records both, so a resumed run (whose planner does not
+    run again) gets the same.
     """
     ctx = runtime.context
+    settings = ctx.settings
     updates: dict[str, Any] = {"started_at": state.get("started_at") or time.time()}
+    for key, value in (
+        ("max_iterations", settings.iterations),
+        ("max_fix_attempts", settings.max_fix_attempts),
+        ("budget_s", settings.budget_s),
+        ("patience", settings.patience),
+        ("workers", settings.workers),
+    ):
+        if key not in state:
+            updates[key] = value
     if not state.get("spec"):
         from archsmith.agents.planning.front import plan
 
@@ -117,11 +128,11 @@ def planner(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]
         }
     spec = TaskSpec.model_validate(updates.get("spec") or state["spec"])
     data = _prepared(ctx, spec)
-    if ctx.auto_epochs:
+    if settings.epochs is None:
         train_samples = int(data.meta["counts"]["train"])
-        if ctx.max_train is not None:
-            train_samples = min(train_samples, ctx.max_train)
-        ctx.epochs, ctx.auto_epochs = auto_epochs(train_samples), False
+        if settings.max_train is not None:
+            train_samples = min(train_samples, settings.max_train)
+        ctx.settings = settings.replace(epochs=auto_epochs(train_samples))
         updates["train_samples"] = train_samples
     return {**updates, "epochs": ctx.epochs}
 
@@ -202,7 +213,8 @@ def validate(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any
 
 def _prepared(ctx: AgentContext, spec: TaskSpec) -> PreparedRef:
     """The data the candidate trains on (prepared once, then read from the cache)."""
-    return ctx.tools.prepare(spec.dataset, max_train=ctx.max_train, max_val=ctx.max_val)
+    settings = ctx.settings
+    return ctx.tools.prepare(spec.dataset, max_train=settings.max_train, max_val=settings.max_val)
 
 
 def _err(error: ToolError | None) -> ErrorRecord:
@@ -212,14 +224,13 @@ def _err(error: ToolError | None) -> ErrorRecord:
     return {"type": error.type, "message": error.message, "line": error.line}
 
 
-def _train_budget(state: AgentState, ctx: AgentContext) -> float | None:
-    """Seconds a training job may take: what is left of the run's budget, else the context's."""
+def _train_budget(state: AgentState) -> float | None:
+    """Seconds a training job may take: what is left of the run's budget (None: no limit)."""
     budget = state.get("budget_s")
     if budget is None:
-        return ctx.train_time_budget_s
+        return None
     spent = state.get("elapsed_s", 0.0) + (time.time() - (state.get("iteration_started") or 0.0))
-    left = max(1.0, float(budget) - spent)
-    return left if ctx.train_time_budget_s is None else min(left, ctx.train_time_budget_s)
+    return max(1.0, float(budget) - spent)
 
 
 def evaluate(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
@@ -248,10 +259,10 @@ def evaluate(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any
             **base,
             dataset=spec.dataset,
             epochs=ctx.epochs,
-            time_budget_s=_train_budget(state, ctx),
+            time_budget_s=_train_budget(state),
             seed=state.get("iteration", 0),
-            max_train=ctx.max_train,
-            max_val=ctx.max_val,
+            max_train=ctx.settings.max_train,
+            max_val=ctx.settings.max_val,
         ),
         check=check,
     )
@@ -274,7 +285,10 @@ def evaluate(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any
     measured = measure_energy(
         ctx.tools,
         MeasureEnergyInput(
-            **shapes, dataset=spec.dataset, model_dir=trained.model_dir, max_val=ctx.max_val
+            **shapes,
+            dataset=spec.dataset,
+            model_dir=trained.model_dir,
+            max_val=ctx.settings.max_val,
         ),
     )
     # The final program, scored by train_model and timed here: one program, the same answers.
@@ -308,7 +322,7 @@ def _measure_at_check(
     speed = measure_energy(
         ctx.tools,
         MeasureEnergyInput(
-            **shapes, dataset=spec.dataset, model_dir=model_dir, max_val=ctx.max_val
+            **shapes, dataset=spec.dataset, model_dir=model_dir, max_val=ctx.settings.max_val
         ),
     )
     if speed.ok:
@@ -387,7 +401,7 @@ def _stop_update(
     stale = 0 if improved else state.get("stale_iterations", 0) + 1
     reason = judge.stop_reason(
         iteration=state.get("iteration", 0),
-        max_iterations=state.get("max_iterations", 10),
+        max_iterations=state["max_iterations"],
         elapsed_s=elapsed,
         budget_s=state.get("budget_s"),
         stale=stale,
@@ -615,7 +629,11 @@ def final_test(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, A
             results[str(iteration)] = {"ok": False, "error": {"message": f"{model_dir} is gone"}}
             continue
         results[str(iteration)] = score_test_split(
-            ctx.tools, Path(model_dir), spec.dataset, max_train=ctx.max_train, max_val=ctx.max_val
+            ctx.tools,
+            Path(model_dir),
+            spec.dataset,
+            max_train=ctx.settings.max_train,
+            max_val=ctx.settings.max_val,
         )
         log.info("iteration %d on the test split: %s", iteration, results[str(iteration)])
     update: dict[str, Any] = {"test_results": results}

@@ -136,8 +136,8 @@ def propose_distinct(
 def architect_round(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
     """Propose the round: up to ``workers`` distinct candidates, never past ``max_iterations``."""
     first = state.get("iteration", 0) + 1
-    left = state.get("max_iterations", 10) - first + 1
-    count = max(1, min(state.get("workers", 1), left))
+    left = state["max_iterations"] - first + 1
+    count = max(1, min(state["workers"], left))
     proposals = propose_distinct(
         runtime.context.require_architect(),
         TaskSpec.model_validate(state["spec"]),
@@ -313,7 +313,7 @@ def critic_round(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str,
     # Patience and targets were judged per candidate above; the clock once, on the round's.
     stop = stop or judge.stop_reason(
         iteration=state.get("iteration", 0),
-        max_iterations=state.get("max_iterations", 10),
+        max_iterations=state["max_iterations"],
         elapsed_s=elapsed,
         budget_s=state.get("budget_s"),
         stale=0,

@@ -8,6 +8,7 @@ by default; PostgreSQL by URL.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -21,11 +22,11 @@ from urllib.parse import urlsplit, urlunsplit
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from archsmith.agents.graph import build_graph
 from archsmith.agents.state import AgentContext, AgentState
-from archsmith.config import DEFAULT_EARLY_STOP_MARGIN, DEFAULT_MAX_FIX_ATTEMPTS
+from archsmith.config import RunSettings
 from archsmith.errors import InputError
 from archsmith.home import RUN_META, run_dir, runs_dir
 from archsmith.sandbox.base import interrupts_stop_jobs
@@ -46,53 +47,45 @@ CHECKPOINT_FILE = "checkpoints.sqlite"
 
 
 class RunMeta(BaseModel):
-    """What a run was asked to do and how far it got; enough to resume it."""
+    """A run's record: what it was asked, how it runs (`RunSettings`, settled: the LLM chosen,
+    the epochs once planned) and how far it got; enough to resume it."""
 
     model_config = ConfigDict(extra="forbid")
 
     run_id: str
     request: str
-    llm: str
-    base_url: str | None = None
-    llm_timeout_s: float | None = Field(
-        default=None, description="The LLM request timeout; None: the settings' default."
-    )
-    llm_outage_window_s: float | None = Field(
-        default=None, description="The LLM outage window; None: the settings' default."
-    )
-    sandbox: str = "local"
-    device: str = "cpu"
-    data_dir: str | None = None
-    epochs: int | None = Field(
-        default=None,
-        description="Epochs per candidate; None: by the planned dataset's size, until planned.",
-    )
-    iterations: int = 10
-    budget_s: float | None = None
-    patience: int | None = None
-    max_train: int | None = None
-    max_val: int | None = None
-    max_fix_attempts: int = DEFAULT_MAX_FIX_ATTEMPTS
-    early_stop: bool = Field(
-        default=False, description="Stop candidates that cannot beat the best (--early-stop)."
-    )
-    early_stop_margin: float = Field(default=DEFAULT_EARLY_STOP_MARGIN, ge=0.0, le=1.0)
-    workers: int = Field(default=1, description="Candidates evaluated at once (Ray when > 1).")
-    ray_address: str | None = Field(
-        default=None, description="An existing Ray cluster; None: a local one when workers > 1."
-    )
-    gpus_per_candidate: float | None = Field(
-        default=None, description="GPUs (or a fraction) per job on Ray; None: 1 / workers."
-    )
+    settings: RunSettings
     ray_session_dir: str | None = Field(
         default=None, description="The local Ray cluster's session, to clean up after kill -9."
     )
-    checkpoint_url: str | None = Field(default=None, description="Password redacted.")
     status: str = "created"
     stop_reason: str | None = None
     created_at: float = Field(default_factory=time.time)
     updated_at: float = Field(default_factory=time.time)
     pid: int | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _settings_of_older_runs(cls, data: Any) -> Any:
+        """A ``run.json`` written before the settings had their own object kept them beside the
+        record: move them in, so those runs still show and resume."""
+        if isinstance(data, dict) and "settings" not in data:
+            names = {f.name for f in dataclasses.fields(RunSettings)}
+            data = dict(data)
+            data["settings"] = {k: data.pop(k) for k in list(data) if k in names}
+        return data
+
+    @model_validator(mode="after")
+    def _llm_settled(self) -> RunMeta:
+        if self.settings.llm is None:
+            raise ValueError("a run's settings name its LLM (settled when the run starts)")
+        return self
+
+    @property
+    def llm(self) -> str:
+        """The run's LLM, as settled when it started."""
+        assert self.settings.llm is not None  # _llm_settled
+        return self.settings.llm
 
 
 def new_run_id() -> str:
@@ -157,30 +150,22 @@ def open_checkpointer(directory: Path, url: str | None) -> Iterator[BaseCheckpoi
 
 def initial_state(
     request: str,
-    spec: dict[str, Any] | None,
+    spec: dict[str, Any] | None = None,
     *,
-    iterations: int,
     assumptions: list[str] | None = None,
     planner: str = "given",
-    max_fix_attempts: int = DEFAULT_MAX_FIX_ATTEMPTS,
-    budget_s: float | None = None,
-    patience: int | None = None,
-    workers: int = 1,
     dataset: str | None = None,
     image_size: int | None = None,
 ) -> AgentState:
     """The state a new run starts from; without ``spec`` the graph's planner plans the request
-    (with ``dataset`` and ``image_size``, ``--dataset`` and ``--image-size``)."""
+    (with ``dataset`` and ``image_size``, ``--dataset`` and ``--image-size``). The loop's bounds
+    come from the run's settings, through the planner node."""
     state: AgentState = {
         "request": request,
         "dataset": dataset,
         "image_size": image_size,
         "assumptions": assumptions or [],
         "planner": planner,
-        "max_iterations": iterations,
-        "max_fix_attempts": max_fix_attempts,
-        "budget_s": budget_s,
-        "patience": patience,
         "iteration": 0,
         "history": [],
         "llm_calls": [],
@@ -188,7 +173,6 @@ def initial_state(
         "stale_iterations": 0,
         "elapsed_s": 0.0,
         "stop_reason": None,
-        "workers": workers,
     }
     if spec is not None:
         state["spec"] = spec

@@ -14,7 +14,6 @@ from typing import Any
 
 from rich.console import Console
 
-from archsmith.agents.early_stop import EarlyStopRule
 from archsmith.agents.interfaces import Architect
 from archsmith.agents.pipeline import PIPELINE
 from archsmith.agents.runs import (
@@ -29,7 +28,7 @@ from archsmith.agents.runs import (
     write_best,
 )
 from archsmith.agents.state import AgentContext, AgentState
-from archsmith.config import DEFAULT_EARLY_STOP_MARGIN, DEFAULT_EPOCHS, Settings
+from archsmith.config import RunSettings, Settings, resolve_device
 from archsmith.errors import InputError
 from archsmith.home import run_dir, sweep
 from archsmith.memory.recorder import RunRecorder, StopRequested
@@ -134,11 +133,12 @@ class IterationView:
         )
 
 
-def _architect(meta: RunMeta, settings: Settings) -> Architect:
+def _architect(meta: RunMeta) -> Architect:
     from archsmith.llm.outage import OutagePolicy
     from archsmith.llm.providers import make_llm, parse_llm
 
     provider, model = parse_llm(meta.llm)
+    run = meta.settings
     if provider == "offline":
         from archsmith.agents.offline.architect import OfflineArchitect
 
@@ -147,25 +147,11 @@ def _architect(meta: RunMeta, settings: Settings) -> Architect:
 
     # The architect's client retries nothing itself: call_through_outage retries every failure
     # and logs each with its wait, where the SDK's own retries would hide a timeout for minutes.
-    chat = make_llm(
-        meta.llm,
-        base_url=meta.base_url,
-        timeout_s=_request_timeout_s(meta, settings),
-        max_retries=0,
-    )
+    chat = make_llm(meta.llm, base_url=run.base_url, timeout_s=run.llm_timeout_s, max_retries=0)
     if chat is None:
         raise InputError(f"run {meta.run_id}: the LLM {meta.llm!r} made no chat model")
-    window = (
-        meta.llm_outage_window_s
-        if meta.llm_outage_window_s is not None
-        else settings.llm_outage_window_s
-    )
-    return LLMArchitect(chat, model_name=model or meta.llm, outage=OutagePolicy.from_env(window))
-
-
-def _request_timeout_s(meta: RunMeta, settings: Settings) -> float:
-    """The run's LLM request timeout: as it was started with, else the settings' default."""
-    return meta.llm_timeout_s if meta.llm_timeout_s is not None else settings.llm_timeout_s
+    outage = OutagePolicy.from_env(run.llm_outage_window_s)
+    return LLMArchitect(chat, model_name=model or meta.llm, outage=outage)
 
 
 def run_context(
@@ -177,36 +163,33 @@ def run_context(
 ) -> AgentContext:
     """The run's collaborators: its sandbox (``sandbox``, the one the caller built and checked,
     else one built here), tools, architect and LLM; rebuilt on resume."""
+    run = meta.settings
     if sandbox is None:
         sandbox = get_sandbox(
-            meta.sandbox,  # type: ignore[arg-type]
+            run.sandbox,
             image=settings.sandbox_image,
             trusted_code=llm is None,
             bwrap=settings.bwrap,
             warm=settings.warm_sandbox,
         )
-    tools = ToolRuntime(sandbox, settings, device=meta.device)
+    tools = ToolRuntime(sandbox, settings, device=run.device, data_dir=run.data_dir)
     if recorder is not None:
         tools.on_call = recorder.on_tool_call
     return AgentContext(
         tools=tools,
-        architect=_architect(meta, settings),
+        settings=run,
+        architect=_architect(meta),
         on_candidate=recorder.on_candidate if recorder is not None else None,
         llm=llm,
-        epochs=meta.epochs if meta.epochs is not None else DEFAULT_EPOCHS,
-        auto_epochs=meta.epochs is None,
-        max_fix_attempts=meta.max_fix_attempts,
-        max_train=meta.max_train,
-        max_val=meta.max_val,
-        early_stop=EarlyStopRule(margin=meta.early_stop_margin) if meta.early_stop else None,
     )
 
 
-def make_checked_llm(meta: RunMeta, settings: Settings) -> Any:
+def make_checked_llm(meta: RunMeta) -> Any:
     """The run's chat model, checked to answer (None offline)."""
     from archsmith.llm.providers import check_llm, make_llm
 
-    llm = make_llm(meta.llm, base_url=meta.base_url, timeout_s=_request_timeout_s(meta, settings))
+    run = meta.settings
+    llm = make_llm(meta.llm, base_url=run.base_url, timeout_s=run.llm_timeout_s)
     if llm is not None:
         check_llm(llm)
     return llm
@@ -234,22 +217,14 @@ def start_run(
     unknown dataset, impossible limits) leaves no run behind, its directory removed.
     """
     if llm is None:
-        llm = make_checked_llm(meta, settings)
+        llm = make_checked_llm(meta)
     directory = run_dir(settings.home, meta.run_id)
-    meta.checkpoint_url = redact_url(checkpoint_url) if checkpoint_url else None
+    meta.settings = meta.settings.replace(
+        checkpoint_url=redact_url(checkpoint_url) if checkpoint_url else None
+    )
     meta.status, meta.pid = "running", os.getpid()
     save_meta(directory, meta)
-    initial = initial_state(
-        meta.request,
-        None,
-        iterations=meta.iterations,
-        max_fix_attempts=meta.max_fix_attempts,
-        budget_s=meta.budget_s,
-        patience=meta.patience,
-        workers=meta.workers,
-        dataset=dataset,
-        image_size=image_size,
-    )
+    initial = initial_state(meta.request, dataset=dataset, image_size=image_size)
     with RunStore(settings.store_path) as store:
         recorder = RunRecorder(store, meta.run_id, directory)
         return _drive(
@@ -274,12 +249,12 @@ def run_row(meta: RunMeta, directory: Path) -> dict[str, Any]:
         "status": meta.status,
         "stop_reason": meta.stop_reason,
         "llm": meta.llm,
-        "base_url": meta.base_url,
-        "sandbox": meta.sandbox,
-        "device": meta.device,
-        "settings": meta.model_dump(mode="json"),
+        "base_url": meta.settings.base_url,
+        "sandbox": meta.settings.sandbox,
+        "device": meta.settings.device,
+        "settings": meta.settings.as_dict(),
         "directory": str(directory),
-        "max_iterations": meta.iterations,
+        "max_iterations": meta.settings.iterations,
         "pid": meta.pid,
         "created_at": meta.created_at,
     }
@@ -303,35 +278,32 @@ def resume_run(
     from archsmith.agents.runs import load_meta
 
     meta = load_meta(settings.home, run_id)
-    if llm_timeout_s is not None:
-        meta.llm_timeout_s = llm_timeout_s
-    if llm_outage_window_s is not None:
-        meta.llm_outage_window_s = llm_outage_window_s
+    changes = {"llm_timeout_s": llm_timeout_s, "llm_outage_window_s": llm_outage_window_s}
+    meta.settings = meta.settings.replace(**{k: v for k, v in changes.items() if v is not None})
     if meta.status == "running" and meta.pid != os.getpid() and process_alive(meta.pid, None):
         raise InputError(
             f"run {run_id} is still going (process {meta.pid}); watch it with `archsmith show"
             f" {run_id}` or stop it with `archsmith stop {run_id}` before resuming"
         )
-    if meta.data_dir and settings.data_dir is None:
-        settings = settings.model_copy(update={"data_dir": Path(meta.data_dir)})
-    if meta.checkpoint_url and "***" in meta.checkpoint_url and not checkpoint_url:
+    kept_url = meta.settings.checkpoint_url
+    if kept_url and "***" in kept_url and not checkpoint_url:
         raise InputError(
-            f"run {run_id} keeps its checkpoints in PostgreSQL ({meta.checkpoint_url}); pass"
+            f"run {run_id} keeps its checkpoints in PostgreSQL ({kept_url}); pass"
             " --checkpoint-url with the password to resume it"
         )
-    url = checkpoint_url or meta.checkpoint_url
+    url = checkpoint_url or kept_url
     directory = run_dir(settings.home, run_id)
     with open_checkpointer(directory, url) as saver:
         left, state = pending(saver, run_id)
     if not state:
         raise InputError(f"run {run_id} has no checkpoint to resume from")
-    if meta.epochs is None and state.get("epochs"):
+    if meta.settings.epochs is None and state.get("epochs"):
         # Planned, and killed before run.json said so: the checkpoint has the planner's choice.
-        meta.epochs = int(state["epochs"])
+        meta.settings = meta.settings.replace(epochs=int(state["epochs"]))
     if not left:
         console.print(f"run {run_id} already finished: {state.get('stop_reason')}")
         return state
-    llm = make_checked_llm(meta, settings)
+    llm = make_checked_llm(meta)
     meta.status, meta.pid, meta.stop_reason = "running", os.getpid(), None
     save_meta(directory, meta)
     console.print(
@@ -382,7 +354,7 @@ def _drive(
         with ExitStack() as cluster, open_checkpointer(directory, url) as saver:
             cluster.callback(context.tools.release)  # the run's validated programs
             cluster.callback(release, context.tools.sandbox)
-            if meta.workers > 1 or meta.ray_address:
+            if meta.settings.workers > 1 or meta.settings.ray_address:
                 _on_ray(cluster, meta, settings, directory, context, trusted=llm is None)
             try:
                 state = drive(saver, meta.run_id, context, initial, record_then_show)
@@ -413,7 +385,7 @@ def _planned(meta: RunMeta, directory: Path, store: RunStore, update: dict[str, 
     """The planner's update arrived: record the epochs it settled and enter the run in the store
     (a new run has no row until then; a resumed one gets its row again)."""
     if update.get("epochs") is not None:
-        meta.epochs = int(update["epochs"])
+        meta.settings = meta.settings.replace(epochs=int(update["epochs"]))
     save_meta(directory, meta)
     store.upsert_run(run_row(meta, directory))
 
@@ -472,8 +444,8 @@ def _on_ray(
     *,
     trusted: bool,
 ) -> None:
-    """Send the run's sandbox jobs to Ray: the cluster at ``meta.ray_address``, or a local one
-    started now and stopped with ``stack``.
+    """Send the run's sandbox jobs to Ray: the cluster at the settings' ``ray_address``, or a
+    local one started now and stopped with ``stack``.
 
     A local cluster left by this run's killed process (``kill -9``) is cleaned up first.
     """
@@ -484,16 +456,17 @@ def _on_ray(
         reap_local_cluster,
     )
 
+    run = meta.settings
     reap_local_cluster(meta.ray_session_dir)
-    info = stack.enter_context(open_cluster(meta.ray_address, workers=meta.workers))
+    info = stack.enter_context(open_cluster(run.ray_address, workers=run.workers))
     meta.ray_session_dir = info.session_dir if info.local else None
     save_meta(directory, meta)
-    gpus = meta.gpus_per_candidate
+    gpus = run.gpus_per_candidate
     if gpus is None:
-        gpus = 1.0 / meta.workers if meta.device.startswith("cuda") else 0.0
+        gpus = 1.0 / run.workers if run.device.startswith("cuda") else 0.0
     context.tools.sandbox = RaySandbox(
         SandboxSpec(
-            backend=meta.sandbox,
+            backend=run.sandbox,
             image=settings.sandbox_image,
             trusted_code=trusted,
             bwrap=settings.bwrap,
@@ -530,48 +503,13 @@ def _end(
         log.exception("could not record the end of run %s in the store", meta.run_id)
 
 
-def new_meta(
-    request: str,
-    llm_value: str,
-    *,
-    base_url: str | None,
-    sandbox: str,
-    device: str,
-    data_dir: Path | None,
-    epochs: int | None,
-    iterations: int,
-    budget_s: float | None,
-    patience: int | None,
-    max_train: int | None,
-    max_val: int | None,
-    llm_timeout_s: float | None = None,
-    llm_outage_window_s: float | None = None,
-    workers: int = 1,
-    ray_address: str | None = None,
-    gpus_per_candidate: float | None = None,
-    early_stop: bool = False,
-    early_stop_margin: float = DEFAULT_EARLY_STOP_MARGIN,
-) -> RunMeta:
-    """A fresh run's metadata; ``epochs`` None: the planner chooses them by the dataset's size."""
-    return RunMeta(
-        run_id=new_run_id(),
-        request=request,
-        llm=llm_value,
-        base_url=base_url,
-        sandbox=sandbox,
-        device=device,
-        data_dir=str(data_dir) if data_dir else None,
-        epochs=epochs,
-        iterations=iterations,
-        budget_s=budget_s,
-        patience=patience,
-        max_train=max_train,
-        max_val=max_val,
-        llm_timeout_s=llm_timeout_s,
-        llm_outage_window_s=llm_outage_window_s,
-        workers=workers,
-        ray_address=ray_address,
-        gpus_per_candidate=gpus_per_candidate,
-        early_stop=early_stop,
-        early_stop_margin=early_stop_margin,
+def new_meta(request: str, settings: RunSettings) -> RunMeta:
+    """A fresh run's record, its settings settled: the LLM (by the key that is set when none is
+    named) and the device (``auto`` resolved) are recorded as the run uses them. Epochs left
+    unset are chosen by the planner from the dataset's size."""
+    from archsmith.llm.providers import default_llm
+
+    settled = settings.replace(
+        llm=settings.llm or default_llm(), device=resolve_device(settings.device)
     )
+    return RunMeta(run_id=new_run_id(), request=request, settings=settled)

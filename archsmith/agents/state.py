@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 from langchain_core.language_models import BaseChatModel
@@ -30,7 +30,7 @@ from archsmith.agents.records import (
     Instruction,
     Validation,
 )
-from archsmith.config import DEFAULT_EPOCHS, DEFAULT_MAX_FIX_ATTEMPTS
+from archsmith.config import RunSettings
 from archsmith.tools.runtime import ToolRuntime
 
 __all__ = ["AgentContext", "AgentState", "Candidate", "merge_round_results"]
@@ -65,10 +65,12 @@ class AgentState(TypedDict, total=False):
     spec: dict[str, Any]
     assumptions: list[str]
     planner: str
-    #: Epochs per candidate as the planner settled them (the context's, or by the planned
+    #: Epochs per candidate as the planner settled them (the settings', or by the planned
     #: dataset's size), and the training samples it counted when it chose them.
     epochs: int
     train_samples: int | None
+    #: The loop's bounds, copied from the run's settings by the planner node (checkpointed with
+    #: the run; a test may start the graph with its own).
     max_iterations: int
     max_fix_attempts: int
     budget_s: float | None
@@ -105,25 +107,30 @@ class AgentState(TypedDict, total=False):
 
 @dataclass
 class AgentContext:
-    """Run-scoped collaborators: not checkpointed, rebuilt when a run resumes."""
+    """The run's collaborators, and its `RunSettings`: not checkpointed, rebuilt on resume."""
 
     tools: ToolRuntime
+    settings: RunSettings = field(default_factory=RunSettings)
     #: Proposes and repairs candidates; None where nothing is proposed (``archsmith evaluate``).
     architect: Architect | None = None
     llm: BaseChatModel | None = None
-    epochs: int = DEFAULT_EPOCHS
-    #: Choose ``epochs`` by the planned dataset's size (``archsmith run`` without ``--epochs``):
-    #: the data is known only once the planner has planned, so the planner node sets it.
-    auto_epochs: bool = False
-    max_fix_attempts: int = DEFAULT_MAX_FIX_ATTEMPTS
-    train_time_budget_s: float | None = None
-    max_train: int | None = None
-    max_val: int | None = None
-    #: The early-stopping rule (``run --early-stop``); None: every candidate trains to the end.
-    early_stop: EarlyStopRule | None = None
     #: Told each parallel candidate's record as soon as it is done, from its own thread (the
     #: run store's row); the graph's stream reports it only when LangGraph gets to it.
     on_candidate: Callable[[HistoryEntry], None] | None = None
+
+    @property
+    def epochs(self) -> int:
+        """Epochs per candidate: the settings', which the planner node settles when unset."""
+        if self.settings.epochs is None:
+            raise RuntimeError("the epochs are settled by the planner node, which has not run")
+        return self.settings.epochs
+
+    @property
+    def early_stop(self) -> EarlyStopRule | None:
+        """The early-stopping rule (``run --early-stop``); None: every candidate trains on."""
+        if not self.settings.early_stop:
+            return None
+        return EarlyStopRule(margin=self.settings.early_stop_margin)
 
     def require_architect(self) -> Architect:
         """The architect, for the nodes that propose or repair a candidate."""

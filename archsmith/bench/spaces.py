@@ -25,8 +25,7 @@ from types import MappingProxyType
 from typing import Any, NoReturn, SupportsIndex, TypeVar, cast
 
 from archsmith.bench.base import Arch, Record, TabularSpace
-from archsmith.config import Settings
-from archsmith.data.registry import REGISTRY
+from archsmith.data.registry import REGISTRY, find_data_dir
 from archsmith.errors import InputError
 from archsmith.search.moves import Role
 
@@ -640,16 +639,16 @@ def benchmark_search_dirs(data_dir: Path | None) -> list[Path]:
     """Where ``load_space`` looks, in order.
 
     An explicit ``data_dir`` is the only place searched: a user who names a folder wants that
-    file, not a copy found elsewhere. Without it: ``ARCHSMITH_DATA_DIR`` (``Settings().data_dir``),
+    file, not a copy found elsewhere. Without it: ``ARCHSMITH_DATA_DIR`` (``find_data_dir``),
     then ``../shared/data`` beside the working directory and beside this repository, where the
     project's tests and benchmarks keep the published files.
     """
     if data_dir is not None:
         return [Path(data_dir).expanduser()]
     candidates: list[Path] = []
-    configured = Settings().data_dir
+    configured = find_data_dir(None)
     if configured is not None:
-        candidates.append(Path(configured).expanduser())
+        candidates.append(configured)
     candidates += [Path.cwd().parent / "shared" / "data", _REPO.parent / "shared" / "data"]
     unique: list[Path] = []
     for folder in candidates:

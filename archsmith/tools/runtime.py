@@ -27,7 +27,7 @@ from typing import Any, Literal, TypeVar
 from langchain_core.tools import StructuredTool
 from pydantic import BaseModel
 
-from archsmith.config import Settings
+from archsmith.config import Settings, resolve_device
 from archsmith.data.prepared_format import read_meta
 from archsmith.files import UntrustedFileError, copy_untrusted, remove_untrusted_tree
 from archsmith.home import new_job_dir, new_validated_dir, release_run
@@ -117,12 +117,15 @@ class ToolRuntime:
         sandbox: Sandbox,
         settings: Settings | None = None,
         *,
-        device: str | None = None,
+        device: str = "auto",
+        data_dir: Path | str | None = None,
         limits: SandboxLimits | None = None,
     ) -> None:
         self.sandbox = sandbox
         self.settings = settings or Settings()
-        self.device = device or self.settings.resolve_device()
+        self.device = resolve_device(device)
+        #: Where datasets' files are (the run's ``data_dir``); None: ``ARCHSMITH_DATA_DIR``.
+        self.data_dir = Path(data_dir) if data_dir is not None else None
         self.limits = limits or SandboxLimits(
             wall_time_s=self.settings.job_wall_time_s, memory_mb=self.settings.job_memory_mb
         )
@@ -174,7 +177,7 @@ class ToolRuntime:
 
         path = prepare_dataset(
             dataset,
-            self.settings.data_dir,
+            self.data_dir,
             self.settings.cache_dir,
             seed=seed,
             max_train=max_train,

@@ -83,7 +83,7 @@ def sandbox(request: pytest.FixtureRequest) -> Sandbox:
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     """Settings whose jobs and caches live in the test's own directory."""
-    return Settings(home=tmp_path / "home", device="cpu", job_wall_time_s=300, job_memory_mb=4096)
+    return Settings(home=tmp_path / "home", job_wall_time_s=300, job_memory_mb=4096)
 
 
 @pytest.fixture(scope="module")
@@ -95,14 +95,14 @@ def module_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     A test that checks what is left in the home compares with what was there before it.
     """
     home = tmp_path_factory.mktemp("module-home") / "home"
-    return Settings(home=home, device="cpu", job_wall_time_s=300, job_memory_mb=4096)
+    return Settings(home=home, job_wall_time_s=300, job_memory_mb=4096)
 
 
 @pytest.fixture
 def runtime(warm_local_sandbox: LocalSandbox, module_settings: Settings) -> ToolRuntime:
     """A fresh runtime (its own validation cache and job trace) on the warm local sandbox and
     the module's home: what a run uses, without paying for a sandbox start per test."""
-    return ToolRuntime(warm_local_sandbox, module_settings)
+    return ToolRuntime(warm_local_sandbox, module_settings, device="cpu")
 
 
 @pytest.fixture(scope="session")

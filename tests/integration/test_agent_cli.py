@@ -258,8 +258,8 @@ def test_run_with_early_stopping_records_each_check_and_show_tells_it(tmp_path: 
         (run,) = store.list_runs()
         entries = store.iterations(run["run_id"])
     meta = load_meta(tmp_path / "home", run["run_id"])
-    assert meta.early_stop is True
-    assert meta.early_stop_margin == 0.05
+    assert meta.settings.early_stop is True
+    assert meta.settings.early_stop_margin == 0.05
     assert entries
     first = entries[0]["early_stop"]
     assert (first["epoch"], first["epochs"], first["stopped"]) == (1, 3, False)

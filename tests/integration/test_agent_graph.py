@@ -16,6 +16,7 @@ import pytest
 from archsmith.agents.interfaces import ArchitectProposal
 from archsmith.agents.runs import drive, initial_state, open_checkpointer
 from archsmith.agents.state import AgentContext, AgentState
+from archsmith.config import RunSettings
 from archsmith.spec import TaskSpec
 from archsmith.tools.rulebook_advice import advise
 from archsmith.tools.runtime import ToolRuntime
@@ -72,10 +73,13 @@ class ScriptedArchitect:
         return ArchitectProposal(code=self.repairs.pop(0), summary=f"repair {attempt}")
 
 
-def initial(spec: TaskSpec, iterations: int) -> AgentState:
-    return initial_state(
-        "test", spec.model_dump(mode="json"), iterations=iterations, max_fix_attempts=2
-    )
+def initial(spec: TaskSpec) -> AgentState:
+    return initial_state("test", spec.model_dump(mode="json"))
+
+
+def settings(iterations: int) -> RunSettings:
+    """One epoch per candidate, two fix attempts."""
+    return RunSettings(epochs=1, iterations=iterations, max_fix_attempts=2)
 
 
 @pytest.fixture
@@ -86,10 +90,10 @@ def spec() -> TaskSpec:
 def run_graph(
     tmp_path: Path, runtime: ToolRuntime, arch: ScriptedArchitect, spec: TaskSpec, n: int
 ) -> tuple[AgentState, list[str]]:
-    ctx = AgentContext(tools=runtime, architect=arch, epochs=1)
+    ctx = AgentContext(tools=runtime, architect=arch, settings=settings(n))
     nodes: list[str] = []
     with open_checkpointer(tmp_path / "run", None) as saver:
-        state = drive(saver, "run-1", ctx, initial(spec, n), lambda node, _: nodes.append(node))
+        state = drive(saver, "run-1", ctx, initial(spec), lambda node, _: nodes.append(node))
     return state, nodes
 
 
@@ -150,9 +154,9 @@ def test_a_hard_limit_decides_the_best_and_the_test_split_is_read_once_at_the_en
     arch = ScriptedArchitect(proposals=[GOOD.format(width=w) for w in (64, 32, 4)], repairs=[])
     jobs: list[Any] = []
     runtime.on_call = jobs.append
-    ctx = AgentContext(tools=runtime, architect=arch, epochs=1)
+    ctx = AgentContext(tools=runtime, architect=arch, settings=settings(3))
     with open_checkpointer(tmp_path / "run", None) as saver:
-        state = drive(saver, "limits", ctx, initial(spec, 3), lambda *_: None)
+        state = drive(saver, "limits", ctx, initial(spec), lambda *_: None)
     history = state["history"]
     assert [h["feasible"] for h in history] == [False, False, True]
     # Each round was advised on the best so far (the parent), not on the candidate just judged.
@@ -208,9 +212,9 @@ def test_interrupted_run_resumes_without_losing_or_repeating_an_iteration(
             pytest.skip("no PostgreSQL: set ARCHSMITH_TEST_POSTGRES_URL (.ci/postgres-setup.sh)")
     run_id = f"resume-{backend}-{os.getpid()}-{tmp_path.name}"
     arch = ScriptedArchitect(proposals=[GOOD.format(width=w) for w in (8, 16, 24)], repairs=[])
-    ctx = AgentContext(tools=runtime, architect=arch, epochs=1)
+    ctx = AgentContext(tools=runtime, architect=arch, settings=settings(3))
     with open_checkpointer(tmp_path / "run", url) as saver, pytest.raises(Crash):
-        drive(saver, run_id, ctx, initial(spec, 3), _crash_after_first_critic())
+        drive(saver, run_id, ctx, initial(spec), _crash_after_first_critic())
     with open_checkpointer(tmp_path / "run", url) as saver:
         from archsmith.agents.runs import pending
 
@@ -267,9 +271,9 @@ def test_graph_with_a_scripted_chat_model(
     ]
     llm = GenericFakeChatModel(messages=iter(AIMessage(content=r) for r in replies))
     arch = LLMArchitect(llm, model_name="scripted")
-    ctx = AgentContext(tools=runtime, architect=arch, llm=None, epochs=1)
+    ctx = AgentContext(tools=runtime, architect=arch, llm=None, settings=settings(5))
     with open_checkpointer(tmp_path / "run", None) as saver:
-        state = drive(saver, "llm-run", ctx, initial(spec, 5), lambda *_: None)
+        state = drive(saver, "llm-run", ctx, initial(spec), lambda *_: None)
     history = state["history"]
     assert [h["status"] for h in history] == [
         "evaluated", "evaluated", "evaluated", "failed", "diverged",

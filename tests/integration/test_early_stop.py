@@ -18,10 +18,9 @@ from typing import Any
 import pytest
 from test_agent_graph import GOOD, ScriptedArchitect
 
-from archsmith.agents.early_stop import EarlyStopRule
 from archsmith.agents.runs import drive, initial_state, open_checkpointer
 from archsmith.agents.state import AgentContext
-from archsmith.config import Settings
+from archsmith.config import RunSettings, Settings
 from archsmith.sandbox.base import Sandbox
 from archsmith.spec import TaskSpec
 from archsmith.tools.runtime import ToolRuntime
@@ -137,7 +136,7 @@ def _models(settings: Settings) -> set[Path]:
 def state_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     """The home of the attacks on the training state's handover, on every backend."""
     home = tmp_path_factory.mktemp("state-attacks") / "home"
-    return Settings(home=home, device="cpu", job_wall_time_s=300, max_model_bytes=200_000)
+    return Settings(home=home, job_wall_time_s=300, max_model_bytes=200_000)
 
 
 @pytest.fixture(scope="module")
@@ -145,7 +144,7 @@ def swap_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     """The home of the candidates that train another model than they validated, on every
     backend."""
     home = tmp_path_factory.mktemp("swap-attacks") / "home"
-    return Settings(home=home, device="cpu", job_wall_time_s=300)
+    return Settings(home=home, job_wall_time_s=300)
 
 
 def test_a_candidate_that_goes_on_is_trained_exactly_as_without_the_check(
@@ -230,7 +229,7 @@ def test_a_state_file_the_host_cannot_take_fails_the_candidate(
     secret = tmp_path / "secret.txt"
     secret.write_text("host secret\n")
     code = PLANTS.format(plant=plant.format(secret=str(secret)))
-    runtime = ToolRuntime(sandbox, settings)
+    runtime = ToolRuntime(sandbox, settings, device="cpu")
     inp = TrainModelInput(code=code, dataset="digits", epochs=2, **DIGITS)
     runtime.validation_for(inp)
     jobs: list[Any] = []
@@ -354,7 +353,7 @@ def test_a_candidate_that_trains_another_model_than_it_validated_fails(
     backend; on Docker it took 66.8 s and 70.2 s in the last two CI runs."""
     settings = swap_settings
     models_before = _models(settings)
-    runtime = ToolRuntime(sandbox, settings)
+    runtime = ToolRuntime(sandbox, settings, device="cpu")
     inp = TrainModelInput(code=code, dataset="digits", epochs=2, **DIGITS)
     validated = runtime.validation_for(inp).program
     assert validated is not None
@@ -403,9 +402,9 @@ def test_a_run_records_a_stopped_candidate_and_never_makes_it_the_best(
     jobs: list[Any] = []
     tools.on_call = jobs.append
     # A wide margin: the third candidate (another seed) goes on even if it starts slower.
-    rule = EarlyStopRule(margin=0.2)
-    ctx = AgentContext(tools=tools, architect=arch, epochs=3, early_stop=rule)
-    state0 = initial_state("test", spec.model_dump(mode="json"), iterations=3)
+    run = RunSettings(epochs=3, iterations=3, early_stop=True, early_stop_margin=0.2)
+    ctx = AgentContext(tools=tools, settings=run, architect=arch)
+    state0 = initial_state("test", spec.model_dump(mode="json"))
     with open_checkpointer(tmp_path / "run", None) as saver:
         state = drive(saver, "early", ctx, state0, lambda *_: None)
     history = state["history"]

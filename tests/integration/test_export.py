@@ -142,7 +142,7 @@ class Trained:
 
 
 def _settings(home: Path) -> Settings:
-    return Settings(home=home, device="cpu", job_wall_time_s=300, job_memory_mb=4096)
+    return Settings(home=home, job_wall_time_s=300, job_memory_mb=4096)
 
 
 @pytest.fixture(scope="module")
@@ -153,7 +153,9 @@ def trained(warm_local_sandbox: LocalSandbox, tmp_path_factory: pytest.TempPathF
     measure (FPS, latency, parameters) must show as not measured on the card. The export jobs
     run in the warm sandbox that runs use; the backend is not the point here.
     """
-    runtime = ToolRuntime(warm_local_sandbox, _settings(tmp_path_factory.mktemp("export") / "home"))
+    runtime = ToolRuntime(
+        warm_local_sandbox, _settings(tmp_path_factory.mktemp("export") / "home"), device="cpu"
+    )
     train = train_model(
         runtime, TrainModelInput(code=CNN, dataset="digits", epochs=1, seed=0, **DIGITS)
     )
@@ -494,7 +496,7 @@ from archsmith.sandbox.local import LocalSandbox
 from archsmith.tools.runtime import ToolRuntime
 
 a = json.loads(sys.argv[1])
-runtime = ToolRuntime(LocalSandbox(), Settings(**a["settings"]))
+runtime = ToolRuntime(LocalSandbox(), Settings(**a["settings"]), device="cpu")
 try:
     export_model(runtime, run=a["run"], spec=a["spec"], best=a["best"], fmt="pytorch",
                  out_dir=Path("/out/model"))
@@ -517,7 +519,6 @@ def test_full_disk_leaves_nothing_behind(trained: Trained, tmp_path: Path) -> No
     args = {
         "settings": {
             "home": str(settings.home),
-            "device": "cpu",
             "job_wall_time_s": 300,
             "job_memory_mb": 4096,
         },
@@ -661,7 +662,7 @@ def test_a_file_rewritten_after_the_export_checks_is_refused_and_nothing_is_writ
 ) -> None:
     """The export job runs the candidate's code, so its checks are its own account; the host's
     measuring process checks the files again and nothing reaches the user."""
-    runtime = ToolRuntime(sandbox, _settings(tmp_path / "home"))
+    runtime = ToolRuntime(sandbox, _settings(tmp_path / "home"), device="cpu")
     parent = tmp_path / "exports"
     parent.mkdir()
     with pytest.raises(ExportError, match=said):

@@ -16,7 +16,7 @@ from rich.console import Console
 from archsmith.agents.graph import build_graph
 from archsmith.agents.runs import load_meta, open_checkpointer
 from archsmith.agents.session import new_meta, resume_run, start_run
-from archsmith.config import Settings, auto_epochs
+from archsmith.config import RunSettings, Settings, auto_epochs
 from archsmith.errors import InputError
 from archsmith.home import run_dir, runs_dir
 from archsmith.memory.recorder import StopRequested
@@ -26,14 +26,14 @@ REQUEST = "build a 1000-FPS digits classifier"
 
 
 def _settings(tmp_path: Path) -> Settings:
-    return Settings(home=tmp_path / "home", sandbox="none", warm_sandbox=False)
+    return Settings(home=tmp_path / "home", warm_sandbox=False)
 
 
 def _meta(request: str, epochs: int | None = None) -> Any:
-    return new_meta(
-        request, "offline", base_url=None, sandbox="none", device="cpu", data_dir=None,
-        epochs=epochs, iterations=3, budget_s=None, patience=None, max_train=300, max_val=None,
-    )  # fmt: skip
+    run = RunSettings(
+        llm="offline", sandbox="none", device="cpu", epochs=epochs, iterations=3, max_train=300
+    )
+    return new_meta(request, run)
 
 
 class StopAt:
@@ -83,7 +83,7 @@ def test_the_plan_is_the_runs_first_checkpointed_step(tmp_path: Path) -> None:
     assert planned.values["epochs"] == auto_epochs(300)
 
     # run.json and the store have the run, with the epochs the planner settled.
-    assert load_meta(settings.home, meta.run_id).epochs == auto_epochs(300)
+    assert load_meta(settings.home, meta.run_id).settings.epochs == auto_epochs(300)
     with RunStore(settings.store_path) as store:
         run = store.get_run(meta.run_id)
     assert run is not None
@@ -109,7 +109,7 @@ def test_a_resumed_run_does_not_plan_again(tmp_path: Path, monkeypatch: pytest.M
     assert again.seen == ["architect"]
     assert state["spec"] == first.plan["spec"]
     assert state["iteration"] == 1
-    assert load_meta(settings.home, meta.run_id).epochs == 2
+    assert load_meta(settings.home, meta.run_id).settings.epochs == 2
 
 
 @pytest.mark.parametrize(

@@ -272,20 +272,23 @@ def test_an_outage_stops_the_run_resumably_and_resume_finishes_it(
 def test_timeout_and_window_come_from_the_environment_or_the_run(
     stub: StubLLMServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from archsmith.agents.runs import RunMeta
-    from archsmith.agents.session import _architect
-    from archsmith.config import Settings
+    from archsmith.agents.session import _architect, new_meta
+    from archsmith.config import RunSettings
 
     monkeypatch.setenv("ARCHSMITH_LLM_TIMEOUT_S", "7")
     monkeypatch.setenv("ARCHSMITH_LLM_OUTAGE_WINDOW_S", "42")
-    meta = RunMeta(run_id="r", request="x", llm="openai:stub", base_url=stub.openai_base_url)
-    architect = _architect(meta, Settings())
+    run = RunSettings.from_env(llm="openai:stub", base_url=stub.openai_base_url)
+    meta = new_meta("x", run)
+    architect = _architect(meta)
     assert isinstance(architect, LLMArchitect)
     assert architect.llm.request_timeout == 7
     assert architect.llm.max_retries == 0  # every retry is ours
     assert architect.outage.window_s == 42
-    kept = meta.model_copy(update={"llm_timeout_s": 3.0, "llm_outage_window_s": 60.0})
-    architect = _architect(kept, Settings())
+    # A resumed run keeps what it was started with, whatever the environment says then.
+    kept = meta.model_copy(
+        update={"settings": meta.settings.replace(llm_timeout_s=3.0, llm_outage_window_s=60.0)}
+    )
+    architect = _architect(kept)
     assert architect.llm.request_timeout == 3
     assert architect.outage.window_s == 60
 

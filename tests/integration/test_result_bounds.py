@@ -60,8 +60,8 @@ def _check(
     if isinstance(sandbox, ToolRuntime):
         runtime = sandbox
     else:
-        settings = Settings(home=tmp_path / "home", device="cpu", job_memory_mb=4096)
-        runtime = ToolRuntime(sandbox, settings)
+        settings = Settings(home=tmp_path / "home", job_memory_mb=4096)
+        runtime = ToolRuntime(sandbox, settings, device="cpu")
     calls: list[ToolCallRecord] = []
     runtime.on_call = calls.append
     out = check_shapes(runtime, CheckShapesInput(code=code, **DIGITS))

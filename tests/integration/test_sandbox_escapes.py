@@ -45,7 +45,10 @@ def build_model(input_shape, num_classes):
 """
 ARGS = {"input_shape": [1, 8, 8], "num_classes": 10}
 WALL = 6.0
-MARGIN = 12.0  # grace period, process start and teardown (a Docker kill on a loaded machine)
+#: Grace period, process start and teardown past ``WALL``: a Docker kill, or a warm sandbox's
+#: restart after the kill, on a loaded machine (18.5 s in all measured once in CI beside other
+#: work). What it catches is a job that outlives its limit: each of these would run for minutes.
+MARGIN = 24.0
 #: The limit of a job whose test asserts what it answers, not when it stops: a cold job starts
 #: Python and torch, which takes more than ``WALL`` on a loaded 2-core machine.
 ANSWER_S = 60.0

@@ -26,7 +26,8 @@ import pytest
 from archsmith.agents.graph import build_graph
 from archsmith.agents.offline.architect import OfflineArchitect
 from archsmith.agents.state import AgentContext
-from archsmith.agents.studio import StudioContext, build_studio_graph, studio_context
+from archsmith.agents.studio import build_studio_graph, studio_context
+from archsmith.config import RunSettings
 from archsmith.errors import InputError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -59,7 +60,8 @@ def test_a_run_without_context_gets_one_from_settings_and_environment() -> None:
     assert isinstance(built.architect, OfflineArchitect)  # no key set: offline, as `run` does
     assert built.llm is None
     assert built.tools.sandbox.name == "local"
-    assert built.epochs == StudioContext().epochs
+    assert built.settings.epochs is None  # by the dataset's size, as `run` chooses them
+    assert built.settings.llm == "offline"
     # One per thread: a search's nodes share the architect that remembers what it proposed.
     assert studio_context(None, "thread-a") is built
     assert studio_context(None, "thread-b") is not built
@@ -68,11 +70,28 @@ def test_a_run_without_context_gets_one_from_settings_and_environment() -> None:
 @pytest.mark.usefixtures("no_llm_keys")
 def test_studio_context_fields_and_a_given_context_are_honoured() -> None:
     built = studio_context({"epochs": 2, "max_train": 64, "max_val": 32}, "thread-c")
-    assert (built.epochs, built.max_train, built.max_val) == (2, 64, 32)
-    given = AgentContext(tools=built.tools, architect=built.architect, epochs=7)
+    assert (built.epochs, built.settings.max_train, built.settings.max_val) == (2, 64, 32)
+    # The context form as LangGraph hands it over: the dataclass itself.
+    same = studio_context(RunSettings(epochs=2, max_train=64, max_val=32), "thread-c")
+    assert same is built
+    given = AgentContext(tools=built.tools, architect=built.architect)
     assert studio_context(given, "thread-c") is given
     with pytest.raises(InputError, match="unknown context field"):
         studio_context({"epoch": 2}, "thread-d")
+
+
+@pytest.mark.usefixtures("no_llm_keys")
+def test_a_field_studio_leaves_out_comes_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """As `archsmith run` takes them: ARCHSMITH_<FIELD> for what the form leaves unset."""
+    monkeypatch.setenv("ARCHSMITH_EPOCHS", "4")
+    monkeypatch.setenv("ARCHSMITH_MAX_VAL", "50")
+    built = studio_context({"max_val": 20}, "thread-h")
+    assert (built.epochs, built.settings.max_val) == (4, 20)
+    monkeypatch.setenv("ARCHSMITH_EPOCHS", "four")
+    with pytest.raises(InputError, match="ARCHSMITH_EPOCHS='four'"):
+        studio_context(None, "thread-i")
 
 
 @pytest.mark.usefixtures("no_llm_keys")
@@ -81,7 +100,7 @@ def test_studio_can_turn_early_stopping_on() -> None:
     built = studio_context({"early_stop": True, "early_stop_margin": 0.05}, "thread-f")
     assert built.early_stop is not None
     assert built.early_stop.margin == 0.05
-    with pytest.raises(InputError, match="early_stop_margin"):
+    with pytest.raises(InputError, match=r"early_stop_margin=2\.0: between 0 and 1"):
         studio_context({"early_stop": True, "early_stop_margin": 2.0}, "thread-g")
 
 
@@ -161,13 +180,16 @@ def test_langgraph_dev_runs_a_digits_search_from_the_input_form(dev_server: str)
     round of the graph from Studio's input form: the only test of the graph under Studio."""
     (assistant,) = _request(f"{dev_server}/assistants/search", {"graph_id": "archsmith"})
     schemas = _request(f"{dev_server}/assistants/{assistant['assistant_id']}/schemas")
-    assert "request" in schemas["input_schema"]["properties"]  # the form Studio draws
-    # What Studio posts from its input form: the state's fields, no context.
+    assert "request" in schemas["input_schema"]["properties"]  # the forms Studio draws
+    assert "iterations" in schemas["context_schema"]["properties"]
+    # What Studio posts: the request from its input form, the run's settings from its context
+    # form (the rest from the environment).
     final = _request(
         f"{dev_server}/runs/wait",
         {
             "assistant_id": "archsmith",
-            "input": {"request": "a digits classifier", "max_iterations": 1},
+            "input": {"request": "a digits classifier"},
+            "context": {"iterations": 1, "epochs": 5},
         },
         timeout=900,
     )

@@ -292,8 +292,8 @@ def test_malaria_small_cnn(warm_local_sandbox: LocalSandbox, tmp_path: Path) -> 
     size. About 30 s alone, 50 s beside another worker."""
     if not (SHARED / "malaria_rgb32_saugatapaul.npz").is_file():
         pytest.skip(f"real malaria data not found in {SHARED}")
-    settings = Settings(home=tmp_path, data_dir=SHARED, device="cpu")
-    runtime = ToolRuntime(warm_local_sandbox, settings)
+    settings = Settings(home=tmp_path)
+    runtime = ToolRuntime(warm_local_sandbox, settings, device="cpu", data_dir=SHARED)
     shape = {"input_shape": [3, 32, 32], "num_classes": 2}
     trained = train_model(
         runtime,
@@ -326,8 +326,8 @@ def test_a_candidate_told_its_data_runs_in_two_warm_sandboxes(
     every field (``sandbox.bounds`` lists what the runner writes).
     """
     caplog.set_level(logging.WARNING, logger="archsmith.sandbox.bounds")
-    settings = Settings(home=tmp_path / "home", device="cpu", job_memory_mb=4096)
-    runtime = ToolRuntime(warm_local_sandbox, settings)
+    settings = Settings(home=tmp_path / "home", job_memory_mb=4096)
+    runtime = ToolRuntime(warm_local_sandbox, settings, device="cpu")
     records: list[ToolCallRecord] = []
     runtime.on_call = records.append
     runtime.expect_data(runtime.prepare("digits"))

@@ -14,6 +14,8 @@ import pytest
 
 from archsmith import cli_tools
 from archsmith.agents import nodes
+from archsmith.agents.state import AgentContext
+from archsmith.config import RunSettings
 from archsmith.spec import TaskSpec
 from archsmith.tools.measure_energy import ACCURACY_MISMATCH, timed_is_scored
 from archsmith.tools.schemas import (
@@ -72,13 +74,10 @@ def _state() -> dict[str, Any]:
     return {"spec": SPEC.model_dump(mode="json"), "candidate": candidate, "iteration": 1}
 
 
-def _runtime(early_stop: object = None) -> Any:
+def _runtime(early_stop: bool = False) -> Any:
     tools = SimpleNamespace(prepare=lambda *a, **k: None)
-    context = SimpleNamespace(
-        tools=tools, early_stop=early_stop, epochs=4, max_train=None, max_val=None,
-        train_time_budget_s=None,
-    )  # fmt: skip
-    return SimpleNamespace(context=context)
+    settings = RunSettings(epochs=4, early_stop=early_stop)
+    return SimpleNamespace(context=AgentContext(tools=tools, settings=settings))  # type: ignore[arg-type]
 
 
 def _trained(model_dir: Path, right: int, record: EarlyStopRecord | None = None) -> Any:
@@ -125,13 +124,13 @@ def test_at_the_check_the_paused_program_is_held_to_its_own_score(
     monkeypatch.setattr(nodes, "score_program", lambda *a: paused)
     monkeypatch.setattr(nodes, "train_model", _trained(tmp_path, 900, record))
     monkeypatch.setattr(nodes, "measure_energy", lambda tools, inp: _timed(600))
-    kept = nodes.evaluate(_state(), _runtime(early_stop=object()))  # type: ignore[arg-type]
+    kept = nodes.evaluate(_state(), _runtime(early_stop=True))  # type: ignore[arg-type]
     assert kept["error"] is None
     assert kept["evaluation"]["measure"]["val_accuracy"] == 0.6
     assert kept["evaluation"]["measured_at_epoch"] == 2
 
     monkeypatch.setattr(nodes, "measure_energy", lambda tools, inp: _timed(900))
-    refused = nodes.evaluate(_state(), _runtime(early_stop=object()))  # type: ignore[arg-type]
+    refused = nodes.evaluate(_state(), _runtime(early_stop=True))  # type: ignore[arg-type]
     assert refused["error"]["type"] == ACCURACY_MISMATCH
     assert "900 of 1000" in refused["error"]["message"]
     assert refused["error_stage"] == "measure_energy"
