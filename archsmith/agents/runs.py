@@ -70,9 +70,13 @@ class RunMeta(BaseModel):
         """A ``run.json`` written before the settings had their own object kept them beside the
         record: move them in, so those runs still show and resume."""
         if isinstance(data, dict) and "settings" not in data:
-            names = {f.name for f in dataclasses.fields(RunSettings)}
+            defaults = {f.name: f.default for f in dataclasses.fields(RunSettings)}
             data = dict(data)
-            data["settings"] = {k: data.pop(k) for k in list(data) if k in names}
+            moved = {k: data.pop(k) for k in list(data) if k in defaults}
+            # They wrote None for "the settings' default" (the LLM timeout and outage window).
+            data["settings"] = {
+                k: v for k, v in moved.items() if v is not None or defaults[k] is None
+            }
         return data
 
     @model_validator(mode="after")

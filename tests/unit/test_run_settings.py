@@ -14,6 +14,7 @@ from archsmith.agents.state import AgentContext
 from archsmith.config import (
     DEFAULT_EARLY_STOP_MARGIN,
     DEFAULT_ITERATIONS,
+    DEFAULT_LLM_TIMEOUT_S,
     DEFAULT_MAX_FIX_ATTEMPTS,
     RunSettings,
     Settings,
@@ -105,6 +106,7 @@ def test_the_run_record_keeps_its_settings_and_reads_older_flat_ones(tmp_path: P
     older = {
         "run_id": "r0", "request": "y", "llm": "offline", "sandbox": "none", "device": "cpu",
         "epochs": 12, "iterations": 4, "early_stop": True, "early_stop_margin": 0.05,
+        "llm_timeout_s": None, "llm_outage_window_s": 30.0, "checkpoint_url": None,
         "status": "finished", "stop_reason": "reached 4 iterations", "pid": 1,
     }  # fmt: skip
     run_dir(tmp_path, "r0").mkdir(parents=True)
@@ -112,8 +114,9 @@ def test_the_run_record_keeps_its_settings_and_reads_older_flat_ones(tmp_path: P
     kept = load_meta(tmp_path, "r0")
     assert kept.settings == RunSettings(
         llm="offline", sandbox="none", device="cpu", epochs=12, iterations=4, early_stop=True,
-        early_stop_margin=0.05,
+        early_stop_margin=0.05, llm_outage_window_s=30.0,
     )  # fmt: skip
+    assert kept.settings.llm_timeout_s == DEFAULT_LLM_TIMEOUT_S  # None meant the default
     assert (kept.status, kept.stop_reason) == ("finished", "reached 4 iterations")
 
 
