@@ -81,6 +81,12 @@ class Objective(Protocol):
 
     name: str  # "accuracy", "m-factor", "latency:pi4<=20ms"
 
+    @property
+    def limits(self) -> judge.Limits:
+        """The hard limits ``feasible`` checks (every field None: none): what a search may
+        know of the constraint before it looks anything up."""
+        ...
+
     def score(self, record: Record) -> float:
         """Higher is better; an infeasible architecture scores ``-inf``."""
         ...

@@ -5,6 +5,15 @@ architecture within ``radius`` positions of the parent (1: one move per step, wh
 the tuning benchmark), each move labelled by the instruction it enacts (``CapacityMoves``); one
 position further when none of them is predicted feasible and able to beat the best.
 
+Under a hard limit (the objective's ``limits``: a latency or size budget), the candidates also
+include every *exchange*: two positions of the parent swap their choices, a layer moving to
+where another choice was. A one-position edit there either adds cost, which the best
+architectures under a limit cannot afford (they spend the budget), or removes capacity; an
+exchange keeps the choices, so what they cost (the surrogate's per-choice counts) stays put,
+and changes only where each acts. Without a hard limit the cost is free (accuracy) or part of
+the score (M-factor), and a one-position edit is the move that trades it, so exchanges are not
+offered there (on NAS-Bench-201 ImageNet16-120's M-factor they cost the median 369.5 -> 548).
+
 The surrogate's features are the count of each choice, the one-hot choice at each position, and
 the total capacity rank: the first generalises across positions
 ("3x3 convolutions cost this much"), the second learns where a choice matters, the third carries
@@ -48,6 +57,8 @@ from archsmith.tools.rulebook_advice import advise
 __all__ = [
     "GuidedTabularSearch",
     "TabularFeatures",
+    "exchanges",
+    "has_hard_limit",
     "space_moves",
     "start_arch",
 ]
@@ -63,6 +74,26 @@ def space_moves(space: TabularSpace) -> CapacityMoves:
     capacity: Sequence[int] | None = getattr(space, "capacity", None)
     roles: Mapping[int, Role] | None = getattr(space, "roles", None)
     return capacity_moves(space.choices, capacity, roles)
+
+
+def has_hard_limit(limits: judge.Limits) -> bool:
+    """Whether ``limits`` set any hard limit (a candidate past it is infeasible)."""
+    return any(
+        v is not None for v in (limits.max_params, limits.max_latency_ms, limits.max_model_size_mb)
+    )
+
+
+def exchanges(arch: Arch) -> list[tuple[Arch, tuple[int, int]]]:
+    """Every architecture made by swapping the choices of two positions of ``arch`` that hold
+    different choices, with the two positions: the same choices (so about the same cost where a
+    cost is a sum over choices), each in the other's place."""
+    out: list[tuple[Arch, tuple[int, int]]] = []
+    for i, j in itertools.combinations(range(len(arch)), 2):
+        if arch[i] != arch[j]:
+            swapped = list(arch)
+            swapped[i], swapped[j] = arch[j], arch[i]
+            out.append((tuple(swapped), (i, j)))
+    return out
 
 
 def start_arch(
@@ -139,7 +170,10 @@ class GuidedTabularSearch:
     the parent had no unseen neighbour), ``instruction`` (the codes, "+"-joined), ``rule`` (the
     heaviest rule behind the first advised move), ``weight``, ``moves`` (per move: instruction,
     edit, position, weight, rules, and why when no rule raised it), ``predicted`` (the
-    objective on the optimistic prediction), ``promising``, ``considered``.
+    objective on the optimistic prediction), ``promising``, ``considered``. An exchange is a
+    step of two moves, each putting the other position's choice in place.
+
+    ``exchange=False`` never offers exchanges, even under a hard limit (for comparison).
     """
 
     def __init__(
@@ -147,6 +181,7 @@ class GuidedTabularSearch:
         *,
         knobs: Knobs | None = None,
         radius: int = 1,
+        exchange: bool = True,
         tau_choice: float = 1.0,
         tau_position: float = 0.5,
         moves: CapacityMoves | None = None,
@@ -159,6 +194,7 @@ class GuidedTabularSearch:
             raise InputError(f"rulebook start must be 'objective' or 'middle', got {start!r}")
         self.knobs = knobs or Knobs()
         self.radius = radius
+        self.exchange = exchange
         self.tau_choice = tau_choice
         self.tau_position = tau_position
         self.moves = moves
@@ -176,6 +212,7 @@ class GuidedTabularSearch:
             space.positions, moves, tau_choice=self.tau_choice, tau_position=self.tau_position
         )
         rng = random.Random(seed)
+        exchange = self.exchange and has_hard_limit(evaluator.objective.limits)
         seen: set[Arch] = set()
         arch = start_arch(moves, spec, space.positions, self.start)
         entry: dict[str, Any] = {"source": "start", "from_arch": None}
@@ -190,7 +227,9 @@ class GuidedTabularSearch:
                 break
             out = advise(parent.metrics, spec, self.rulebook)
             advice = Advice.from_output(out)
-            chosen = self._choose(evaluator, parent.arch, moves, seen, features, advice, rng)
+            chosen = self._choose(
+                evaluator, parent.arch, moves, seen, features, advice, rng, exchange=exchange
+            )
             if chosen is None:
                 other = random_unseen(space, rng, seen)
                 if other is None:
@@ -230,10 +269,12 @@ class GuidedTabularSearch:
         features: TabularFeatures,
         advice: Advice,
         rng: random.Random,
+        *,
+        exchange: bool,
     ) -> Choice[Arch] | None:
-        """The choice among the unseen architectures within ``radius`` of the parent; one
-        position further when none of them is predicted feasible and able to beat the best.
-        None when nothing is unseen that near."""
+        """The choice among the unseen architectures within ``radius`` of the parent (and its
+        exchanges, with ``exchange``); one position further when none of them is predicted
+        feasible and able to beat the best. None when nothing is unseen that near."""
         history = evaluator.history
         observations = [Observation(features([e.arch])[0], _metrics(e.record)) for e in history]
         devices = set.intersection(*(set(e.record.latency_ms) for e in history))
@@ -246,7 +287,7 @@ class GuidedTabularSearch:
         incumbent = max((e.score for e in history if e.feasible), default=-math.inf)
         chosen: Choice[Arch] | None = None
         for radius in (self.radius, self.radius + 1):
-            candidates = self._candidates(parent, moves, seen, features, radius)
+            candidates = self._candidates(parent, moves, seen, features, radius, exchange)
             if not candidates:
                 continue
             chosen = choose(
@@ -271,8 +312,10 @@ class GuidedTabularSearch:
         seen: set[Arch],
         features: TabularFeatures,
         radius: int,
+        exchange: bool = False,
     ) -> list[Candidate[Arch]]:
-        """Every unseen architecture within ``radius`` positions of ``parent``, labelled."""
+        """Every unseen architecture within ``radius`` positions of ``parent``, and with
+        ``exchange`` every unseen exchange of two of its positions (``exchanges``), labelled."""
         n = len(moves.choices)
         found: list[tuple[Arch, tuple[Move, ...]]] = []
         for r in range(1, min(radius, len(parent)) + 1):
@@ -288,6 +331,15 @@ class GuidedTabularSearch:
                     labels = tuple(
                         Move(moves.instruction(parent[i], c), moves.edit(parent[i], c), i)
                         for i, c in zip(where, values, strict=True)
+                    )
+                    found.append((key, labels))
+        if exchange:
+            near = seen | {a for a, _ in found}
+            for key, (i, j) in exchanges(parent):
+                if key not in near:
+                    labels = tuple(
+                        Move(moves.instruction(parent[p], key[p]), moves.edit(parent[p], key[p]), p)
+                        for p in (i, j)
                     )
                     found.append((key, labels))
         if not found:

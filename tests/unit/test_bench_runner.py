@@ -18,6 +18,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from archsmith import judge
 from archsmith.bench import runner as runner_module
 from archsmith.bench.base import Arch, Evaluator, Objective, Record, Strategy, TabularSpace
 from archsmith.bench.config import BenchConfig
@@ -91,6 +92,7 @@ class FakeObjective:
         self.limit = max_latency_ms if max_latency_ms is not None else 14.0
         self.alpha = alpha
         self.name = f"latency:{device}<={self.limit:g}ms" if key == "latency" else key
+        self.limits = judge.HardLimits(max_latency_ms=self.limit if key == "latency" else None)
 
     def feasible(self, record: Record) -> bool:
         if self.key != "latency":
