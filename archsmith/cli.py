@@ -24,12 +24,14 @@ from rich.table import Table
 from archsmith import __version__
 from archsmith.cli_bench import register as register_bench_command
 from archsmith.cli_common import (
+    EXIT_BAD_INPUT,
     EXIT_LIMIT_MISSED,
     EXIT_LLM_UNAVAILABLE,
     EXIT_NO_CANDIDATE,
     SANDBOX_HELP,
     DatasetOption,
     ImageSizeOption,
+    TargetOption,
     check_sandbox,
     err,
     out,
@@ -40,6 +42,7 @@ from archsmith.cli_tools import register as register_tool_commands
 from archsmith.config import DEFAULT_EARLY_STOP_MARGIN, DEFAULT_ITERATIONS, RunSettings, Settings
 from archsmith.errors import InputError
 from archsmith.metrics import figure
+from archsmith.targets import target_from_request
 
 __all__ = ["app", "main"]
 
@@ -151,6 +154,9 @@ def plan_cmd(
         out.print_json(result.spec.model_dump_json())
         return
     _render_plan(result.spec.model_dump(mode="json"), result.assumptions, result.source)
+    _, read = target_from_request(request)
+    if read is not None:
+        out.print(f"target: {read}", highlight=False)
 
 
 def _render_plan(spec: dict[str, Any], assumptions: list[str], source: str) -> None:
@@ -255,6 +261,7 @@ def run_cmd(
             f" gain (fraction; {DEFAULT_EARLY_STOP_MARGIN:g}).",
         ),
     ] = None,
+    target: TargetOption = None,
 ) -> None:
     """Discover a model for a request in plain words (the LEMONADE loop).
 
@@ -279,8 +286,13 @@ def run_cmd(
             llm_outage_window_s=_seconds(llm_outage_window), workers=workers,
             ray_address=ray_address, gpus_per_candidate=gpus_per_candidate,
             early_stop=early_stop or None, early_stop_margin=early_stop_margin,
-            checkpoint_url=checkpoint_url,
+            checkpoint_url=checkpoint_url, target=target,
         )  # fmt: skip
+        if run.target is None:
+            found, read = target_from_request(request)
+            if found is not None:
+                run = run.replace(target=found)
+                out.print(f"target: {read}", highlight=False)
         if run.ray_address:
             from archsmith.sandbox.ray_pool import check_address
 
@@ -375,6 +387,8 @@ def _execute(
 ) -> None:
     """Start (or resume) a run and say how it ended; ``planned`` tells whether it got past its
     plan: a new run that did not was discarded, so there is nothing to resume."""
+    from archsmith.cli_runs import export_run, run_target
+    from archsmith.device_client import DeviceError
     from archsmith.home import run_dir
     from archsmith.llm.failures import LLMUnavailableError
     from archsmith.sandbox import SandboxError
@@ -387,6 +401,11 @@ def _execute(
         else:
             err.print(f"\ninterrupted; resume with: archsmith resume {run_id}")
         raise typer.Exit(130) from None
+    except DeviceError as e:
+        err.print(f"[bold red]device error:[/] {e}", highlight=False)
+        if planned():
+            err.print(f"the run is saved; once the device answers: archsmith resume {run_id}")
+        raise typer.Exit(EXIT_BAD_INPUT) from e
     except InputError as e:
         raise _fail(e) from e
     except SandboxError as e:
@@ -416,6 +435,13 @@ def _execute(
             f" {figure(m.get('params'), ',')} params, CM {figure(best.get('combined_metric'))}",
             highlight=False,
         )
+        target = run_target(settings, run_id) if finished else None
+        if target is not None:
+            # The files `export` writes, measured where they will run, against the request.
+            out.print(f"acceptance: exporting the best and measuring it on {target}")
+            code = export_run(run_id, output=directory / "export", force=True, target=target)
+            if code:
+                raise typer.Exit(code)
         if not best.get("feasible", True):
             missed = "; ".join(best.get("limit_violations") or [])
             err.print(

@@ -18,6 +18,7 @@ __all__ = [
     "SANDBOX_HELP",
     "DatasetOption",
     "ImageSizeOption",
+    "TargetOption",
     "check_sandbox",
     "err",
     "fail",
@@ -64,6 +65,16 @@ ImageSizeOption = Annotated[
         max=1024,
         help="Bring your own images to N x N pixels (default: chosen from the data, the median"
         " shorter side capped at 32; the plan says which).",
+    ),
+]
+
+TargetOption = Annotated[
+    str | None,
+    typer.Option(
+        "--target",
+        help="Measure speed, size and accuracy where the model will run:"
+        " RUNTIME[:threads=N,batch=N,precision=fp32|int8], e.g. onnxruntime:threads=1"
+        " (`archsmith targets` lists the runtimes; default: torch on this machine).",
     ),
 ]
 

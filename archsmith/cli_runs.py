@@ -23,7 +23,7 @@ from rich.panel import Panel
 from rich.syntax import Syntax
 from rich.table import Table
 
-from archsmith.cli_common import err, out
+from archsmith.cli_common import EXIT_LIMIT_MISSED, TargetOption, err, out
 from archsmith.cli_common import fail as _fail
 from archsmith.config import Settings
 from archsmith.errors import InputError
@@ -91,6 +91,13 @@ def resolve_run_id(settings: Settings, text: str) -> str:
     for a command that acts on a run without reading its row, such as ``resume``."""
     with _store(settings) as (store, _):
         return str(resolve_run(store, settings, text)["run_id"])
+
+
+def run_target(settings: Settings, run_id: str) -> str | None:
+    """The deployment target a run was started with, if any."""
+    with _store(settings) as (store, _):
+        target = (resolve_run(store, settings, run_id).get("settings") or {}).get("target")
+    return str(target) if target else None
 
 
 def _when(ts: float | None) -> str:
@@ -553,14 +560,41 @@ def export_cmd(
     allow_running: Annotated[
         bool, typer.Option("--allow-running", help="Export the best so far of a running run.")
     ] = False,
+    target: TargetOption = None,
 ) -> None:
-    """The best model: code, safetensors weights, ONNX (checked) or TorchScript, a model card."""
-    from archsmith.export import export_model
-    from archsmith.sandbox import SandboxError, get_sandbox
-    from archsmith.tools.runtime import ToolRuntime
+    """The best model: code, safetensors weights, ONNX (checked) or TorchScript, a model card.
 
+    With --target (the run's own when it had one), the exported file is measured on the target
+    and checked against the request; exit code 4 when a hard limit is missed."""
     if fmt not in ("onnx", "torchscript", "pytorch"):
         raise _fail(InputError(f"--format must be onnx, torchscript or pytorch, not {fmt!r}"))
+    if target is not None and fmt != "onnx":
+        raise _fail(InputError("--target measures the ONNX file: use it with --format onnx"))
+    code = export_run(
+        run_id, fmt=fmt, output=output, force=force, allow_running=allow_running, target=target
+    )
+    if code:
+        raise typer.Exit(code)
+
+
+def export_run(
+    run_id: str,
+    *,
+    fmt: str = "onnx",
+    output: Path | None = None,
+    force: bool = False,
+    allow_running: bool = False,
+    target: str | None = None,
+) -> int:
+    """Export a run's best (and accept it on its target); the exit code: 0, or 4 when the
+    exported file misses a hard limit of the request on the target."""
+    from archsmith.acceptance import Acceptance, accept
+    from archsmith.export import export_model
+    from archsmith.sandbox import SandboxError, get_sandbox
+    from archsmith.targets import parse_target
+    from archsmith.tools.runtime import ToolRuntime
+
+    accepted: Acceptance | None = None
     try:
         with _store() as (store, settings):
             run = resolve_run(store, settings, run_id)
@@ -568,6 +602,8 @@ def export_cmd(
             story = run_story(store, run["run_id"])
             best = _best_or_fail(story)
             run_settings = run.get("settings") or {}
+            chosen = target or (run_settings.get("target") if fmt == "onnx" else None)
+            on_target = parse_target(chosen) if chosen else None
             box = get_sandbox(
                 run["sandbox"],
                 image=settings.sandbox_image,
@@ -577,23 +613,29 @@ def export_cmd(
             runtime = ToolRuntime(
                 box, settings, device="cpu", data_dir=run_settings.get("data_dir")
             )
-            target = output or Path.cwd() / f"export-{run['run_id']}"
-            with err.status(f"exporting iteration {best['iteration']} ({fmt}) in the sandbox ..."):
-                result = export_model(
-                    runtime,
-                    run={
-                        **run,
-                        "iterations_done": len(story["iterations"]),
-                        "epochs": run_settings.get("epochs"),
-                    },
-                    spec=story["spec"],
-                    best=best,
-                    fmt=fmt,  # type: ignore[arg-type]
-                    out_dir=target,
-                    overwrite=force,
-                    max_val=run_settings.get("max_val"),
-                    max_train=run_settings.get("max_train"),
-                )
+            where = output or Path.cwd() / f"export-{run['run_id']}"
+            common: dict[str, Any] = {
+                "run": {
+                    **run,
+                    "iterations_done": len(story["iterations"]),
+                    "epochs": run_settings.get("epochs"),
+                },
+                "spec": story["spec"],
+                "best": best,
+                "out_dir": where,
+                "overwrite": force,
+                "max_val": run_settings.get("max_val"),
+                "max_train": run_settings.get("max_train"),
+            }
+            status = f"exporting iteration {best['iteration']} ({fmt}) in the sandbox" + (
+                f", then measuring it on {on_target}" if on_target else ""
+            )
+            with err.status(status + " ..."):
+                if on_target is not None:
+                    accepted = accept(runtime, target=on_target, **common)
+                    result = accepted.export
+                else:
+                    result = export_model(runtime, fmt=fmt, **common)  # type: ignore[arg-type]
             store.add_artifact(run["run_id"], "export", result.out_dir, best["iteration"])
     except InputError as e:
         raise _fail(e) from e
@@ -606,7 +648,7 @@ def export_cmd(
         soft_wrap=True,
         highlight=False,
     )
-    for name in result.files:
+    for name in sorted(p.name for p in result.out_dir.iterdir()):
         out.print(f"  {name}", highlight=False)
     for name, check in result.check.items():
         if not isinstance(check, dict):
@@ -619,6 +661,37 @@ def export_cmd(
             + ("" if check.get("passed") else " [red](failed)[/]"),
             highlight=False,
         )
+    if accepted is None:
+        return 0
+    show_acceptance(accepted)
+    return EXIT_LIMIT_MISSED if accepted.hard_limit_missed else 0
+
+
+def show_acceptance(accepted: Any) -> None:
+    """The acceptance table: each request, what the exported file measured, met or not."""
+    figures = accepted.figures
+    where = (
+        "this machine, not the deployment device"
+        if accepted.measured_by == "this machine"
+        else f"the device at {accepted.measured_by}"
+    )
+    table = Table(title=f"acceptance on {accepted.target}: {accepted.file}, measured on {where}")
+    for column in ("request", "requested", "measured", "met"):
+        table.add_column(column)
+    for row in accepted.rows:
+        met = "not measured" if row.met is None else ("yes" if row.met else "[bold red]no[/]")
+        table.add_row(
+            row.name + (" (hard limit)" if row.hard else ""), row.requested, row.measured, met
+        )
+    out.print(table)
+    out.print(
+        f"{figures['runtime']} {figures.get('runtime_version')}, {figures['threads']} thread(s),"
+        f" {accepted.measured_on}; latency p90 {figures['latency_p90_ms']:.3f} ms,"
+        f" {figures['fps']:,.0f} FPS at batch {figures['batch']}",
+        highlight=False,
+    )
+    if accepted.hard_limit_missed:
+        err.print("[bold red]a hard limit of the request is missed on the target[/]")
 
 
 def _best_or_fail(story: dict[str, Any]) -> dict[str, Any]:

@@ -11,12 +11,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from archsmith.cli_common import (
     OWN_DATA,
     SANDBOX_HELP,
     ImageSizeOption,
+    TargetOption,
     check_sandbox,
     err,
     out,
@@ -248,6 +250,7 @@ def evaluate_cmd(
         int | None, typer.Option("--max-train", min=1, help="Use at most this many samples.")
     ] = None,
     seed: Annotated[int, typer.Option("--seed", min=0)] = 0,
+    target: TargetOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print every tool's output as JSON.")] = (
         False
     ),
@@ -269,7 +272,7 @@ def evaluate_cmd(
     try:
         run = RunSettings.from_env(
             sandbox=sandbox, device=device, data_dir=str(data_dir) if data_dir else None,
-            epochs=epochs, budget_s=budget, max_train=max_train,
+            epochs=epochs, budget_s=budget, max_train=max_train, target=target,
         )  # fmt: skip
         dataset = dataset_argument(dataset, image_size=image_size)
         with ExitStack() as ends:
@@ -297,9 +300,13 @@ def evaluate_cmd(
     except SandboxError as e:
         err.print(f"[bold red]sandbox error:[/] {e}", highlight=False)
         raise typer.Exit(1) from e
-    if as_json:
-        out.print_json(json.dumps(report))
     failed = next((v for v in report.values() if not v.get("ok")), None)
+    target_figures = (report.get("measure_energy") or {}).get("target")
+    if as_json:
+        # The target's figures also at the top: `--json | jq .target` is how a user reads them.
+        out.print_json(
+            json.dumps({**report, "target": target_figures} if target_figures else report)
+        )
     if failed is not None:
         error = failed.get("error") or {}
         line = f" (line {error.get('line')})" if error.get("line") else ""
@@ -352,7 +359,88 @@ def _evaluate(
         )
     if show and "measure_energy" in report:
         _show_figures(spec.dataset, context.tools.sandbox.name, train, report["measure_energy"])
+        if report["measure_energy"].get("target"):
+            show_target(report["measure_energy"]["target"])
     return report
+
+
+def show_target(figures: dict[str, Any]) -> None:
+    """The figures measured on a deployment target, and where they were measured."""
+    table = Table(title=f"on target {figures['target']} ({figures['measured_by']})")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    table.add_column("how")
+    table.add_row(
+        "throughput",
+        f"{figures['fps']:,.0f} FPS",
+        f"batch {figures['batch']}, {figures['threads']} thread(s)",
+    )
+    table.add_row(
+        "latency, batch 1",
+        f"{figures['latency_ms']:.3f} ms",
+        f"p50 of {figures.get('latency_repeats')}; p90 {figures['latency_p90_ms']:.3f} ms",
+    )
+    table.add_row("model file", f"{figures['size_mb']:.3f} MB", str(figures["precision"]))
+    if figures.get("peak_memory_mb") is not None:
+        table.add_row("peak memory", f"{figures['peak_memory_mb']:,.0f} MiB", "measuring process")
+    table.add_row("validation accuracy", f"{figures['val_accuracy']:.4f}", figures["runtime"])
+    out.print(table)
+    out.print(
+        f"measured with {figures['runtime']} {figures.get('runtime_version')} on"
+        f" {figures['machine']}",
+        highlight=False,
+    )
+
+
+def device_agent_cmd(
+    write: Annotated[
+        Path, typer.Option("--write", "-o", help="Where to write the agent's single file.")
+    ] = Path("archsmith_device_agent.py"),
+) -> None:
+    """Write the measuring agent to copy to a deployment device (it needs Python 3.9+, numpy and
+    the runtime there; `python3 FILE --help` says how to start it with a token)."""
+    from archsmith.device_agent import agent_source
+
+    if write.exists():
+        raise _fail(InputError(f"{write} exists; remove it or choose another --write path"))
+    write.write_text(agent_source(), encoding="utf-8")
+    out.print(f"wrote {write}; on the device: python3 {write.name} --port 8765 --token-file TOKEN")
+    out.print(
+        "then here: --target onnxruntime:device=http://DEVICE:8765 with ARCHSMITH_DEVICE_TOKEN set"
+    )
+
+
+def targets_cmd(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the list as JSON.")] = False,
+) -> None:
+    """List the deployment targets, which are installed here, and what each needs."""
+    from archsmith.targets import RUNTIMES, installed_version
+
+    rows: list[dict[str, Any]] = [
+        {
+            "runtime": info.name,
+            "installed": installed_version(info),
+            "precisions": list(info.precisions),
+            "artifact": info.artifact,
+            "needs": info.needs,
+        }
+        for info in RUNTIMES.values()
+    ]
+    if as_json:
+        out.print_json(json.dumps(rows))
+        return
+    table = Table(title="deployment targets (--target RUNTIME[:threads=N,batch=N,precision=P])")
+    for column in ("runtime", "installed here", "precisions", "model file", "needs"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(
+            str(row["runtime"]),
+            str(row["installed"] or "no"),
+            ", ".join(row["precisions"]),
+            str(row["artifact"]),
+            escape(str(row["needs"])),
+        )
+    out.print(table)
 
 
 def _show_size(params: dict[str, Any]) -> None:
@@ -400,3 +488,5 @@ def register(app: typer.Typer) -> None:
     app.command("rules")(rules_cmd)
     app.command("datasets")(datasets_cmd)
     app.command("evaluate")(evaluate_cmd)
+    app.command("targets")(targets_cmd)
+    app.command("device-agent")(device_agent_cmd)

@@ -30,6 +30,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from archsmith import home as home_layout
 from archsmith.errors import InputError
 from archsmith.metrics import power_watts
+from archsmith.targets import parse_target
 
 __all__ = [
     "DEFAULT_EARLY_STOP_MARGIN",
@@ -185,6 +186,13 @@ class RunSettings:
         default=None,
         metadata=_describe("PostgreSQL for the checkpoints (password redacted); None: SQLite."),
     )
+    target: str | None = field(
+        default=None,
+        metadata=_describe(
+            "Where speed, size and accuracy are measured: RUNTIME[:threads=N,batch=N,"
+            "precision=fp32|int8] (`archsmith targets`); None: torch on this machine."
+        ),
+    )
 
     def __post_init__(self) -> None:
         """Refuse values no run can use with an `InputError` naming each field (Studio's form
@@ -210,6 +218,12 @@ class RunSettings:
             problems.append(f"early_stop_margin={self.early_stop_margin!r}: between 0 and 1")
         if self.gpus_per_candidate is not None and self.gpus_per_candidate < 0:
             problems.append(f"gpus_per_candidate={self.gpus_per_candidate!r}: at least 0")
+        if self.target is not None:
+            try:
+                # Kept in its canonical spelling: the record says every option it was measured with.
+                object.__setattr__(self, "target", str(parse_target(self.target)))
+            except InputError as e:
+                problems.append(f"target={self.target!r}: {e}")
         if problems:
             raise InputError("bad run settings: " + "; ".join(problems))
 

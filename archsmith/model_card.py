@@ -310,6 +310,34 @@ def _shape(shape: list[Any]) -> str:
     return "(" + ", ".join(map(str, shape)) + ")"
 
 
+def _acceptance_lines(acc: dict[str, Any]) -> list[str]:
+    """The on-target acceptance table, saying where it was measured."""
+    figures = acc["figures"]
+    where = (
+        f"on this machine ({acc['measured_on']}), not on the deployment device"
+        if acc["measured_by"] == "this machine"
+        else f"on the device at {acc['measured_by']} ({acc['measured_on']})"
+    )
+    lines = [
+        "",
+        f"## Acceptance on {acc['target']}",
+        "",
+        f"`{acc['file']}` (sha256 `{acc['sha256']}`) measured with {figures['runtime']}"
+        f" {figures.get('runtime_version')}, {figures['threads']} thread(s), {where}.",
+        "",
+        "| request | requested | measured | met |",
+        "|---|---|---|---|",
+    ]
+    for row in acc["rows"]:
+        met = "not measured" if row["met"] is None else ("yes" if row["met"] else "**no**")
+        kind = " (hard limit)" if row["hard"] else ""
+        lines.append(
+            f"| {_cell(row['name'])}{kind} | {_cell(row['requested'])} |"
+            f" {_cell(row['measured'])} | {met} |"
+        )
+    return lines
+
+
 def render_card(card: dict[str, Any]) -> str:
     """MODEL_CARD.md: the card's data for a person, in the order a deployer needs it."""
     task, prov, exp = card["task"], card["provenance"], card["export"]
@@ -390,6 +418,8 @@ def render_card(card: dict[str, Any]) -> str:
                 f" {t['unit']} | {priority} | {_fmt(t['measured'], t['unit'])} |"
                 f" {'not measured' if t['met'] is None else _fmt(t['met'])} |"
             )
+    if card.get("acceptance"):
+        lines += _acceptance_lines(card["acceptance"])
     lines += ["", "## How it was found", ""]
     lines.append(f"- run `{prov['run_id']}` ({prov.get('status')}), request:")
     lines.append(f"  > {_cell(prov.get('request') or '')}")

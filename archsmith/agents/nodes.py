@@ -276,7 +276,9 @@ def evaluate(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any
         # Timed at the check on the paused program: the same graph, so the same figures.
         evaluation["measure"] = at_check["measure"]
         evaluation["measured_at_epoch"] = trained.early_stop.epoch
-        if trained.early_stop.stopped or trained.model_dir is not None:
+        # A target's accuracy is the final program's own: a finished one is measured again.
+        finished_on_target = ctx.settings.target is not None and not trained.early_stop.stopped
+        if not finished_on_target and (trained.early_stop.stopped or trained.model_dir is not None):
             return {"error": None, "error_stage": None, "evaluation": evaluation}
     if trained.diverged or trained.model_dir is None:
         evaluation["measure"] = None
@@ -289,6 +291,7 @@ def evaluate(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any
             dataset=spec.dataset,
             model_dir=trained.model_dir,
             max_val=ctx.settings.max_val,
+            target=ctx.settings.target,
         ),
     )
     # The final program, scored by train_model and timed here: one program, the same answers.
@@ -297,6 +300,7 @@ def evaluate(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any
     if not measured.ok:
         return {"error": _err(measured.error), "error_stage": "measure_energy", "reports": reports}
     evaluation["measure"] = reports["measure_energy"]
+    evaluation.pop("measured_at_epoch", None)  # measured again, on the final program
     return {"error": None, "error_stage": None, "evaluation": evaluation, "reports": reports}
 
 
@@ -322,7 +326,11 @@ def _measure_at_check(
     speed = measure_energy(
         ctx.tools,
         MeasureEnergyInput(
-            **shapes, dataset=spec.dataset, model_dir=model_dir, max_val=ctx.settings.max_val
+            **shapes,
+            dataset=spec.dataset,
+            model_dir=model_dir,
+            max_val=ctx.settings.max_val,
+            target=ctx.settings.target,
         ),
     )
     if speed.ok:
@@ -331,11 +339,12 @@ def _measure_at_check(
             keep["error"] = _err(speed.error)
             return CheckFigures(problem=str(keep["error"]["message"]))
         keep["measure"] = speed.model_dump(mode="json")
+    on_target = speed.target
     return CheckFigures(
         train_accuracy=figures.get("train_accuracy"),
-        val_accuracy=figures.get("val_accuracy"),
-        fps=speed.fps,
-        latency_ms=speed.latency_ms,
+        val_accuracy=on_target.val_accuracy if on_target else figures.get("val_accuracy"),
+        fps=on_target.fps if on_target else speed.fps,
+        latency_ms=on_target.latency_ms if on_target else speed.latency_ms,
         val_energy_kwh_pue=speed.val_energy_kwh_pue,
     )
 
@@ -415,20 +424,21 @@ def measured_metrics(state: AgentState) -> EvaluationMetrics:
     """The candidate's measured figures; what was not measured stays None, never 0."""
     train, measure = _figures(state.get("evaluation"))
     validation = state.get("validation")
+    # With a deployment target, speed, size and accuracy are the target's: what the user ships.
+    target = measure.get("target") or {}
     return EvaluationMetrics(
         train_accuracy=train.get("train_accuracy"),
-        val_accuracy=train.get("val_accuracy"),
+        val_accuracy=target.get("val_accuracy", train.get("val_accuracy")),
         train_energy_kwh_pue=train.get("train_energy_kwh_pue"),
         val_energy_kwh_pue=measure.get("val_energy_kwh_pue"),
-        fps=measure.get("fps"),
+        fps=target.get("fps", measure.get("fps")),
         params=int(
             _first_measured(train.get("params"), validation.get("params") if validation else None)
             or 0
         ),
-        latency_ms=measure.get("latency_ms"),
-        model_size_mb=_first_measured(
-            train.get("size_mb"), validation.get("size_mb") if validation else None
-        ),
+        latency_ms=target.get("latency_ms", measure.get("latency_ms")),
+        model_size_mb=target.get("size_mb")
+        or _first_measured(train.get("size_mb"), validation.get("size_mb") if validation else None),
         diverged=bool(train.get("diverged")),
     )
 
@@ -543,13 +553,22 @@ def _measurement(evaluation: Evaluation | None) -> Measurement:
 
 
 def paused_note(evaluation: Evaluation | None) -> str:
-    """What a measurement label adds when speed was timed at the early-stopping check."""
+    """What a measurement label adds: speed timed at the early-stopping check, and the deployment
+    target the critic's figures were measured on."""
     if not evaluation:
         return ""
+    note = ""
     epoch = evaluation.get("measured_at_epoch")
     if evaluation.get("measure") and epoch is not None:
-        return f", on the program paused at epoch {epoch} (the final one's graph)"
-    return ""
+        note = f", on the program paused at epoch {epoch} (the final one's graph)"
+    target = (evaluation.get("measure") or {}).get("target")
+    if target:
+        # The figures the critic reads are the target's: say where they come from.
+        note += (
+            f"; FPS, latency, size and accuracy on {target['target']} ({target['runtime']}"
+            f" {target.get('runtime_version')}, {target['machine']}, {target['measured_by']})"
+        )
+    return note
 
 
 def _stopped_early(state: AgentState, spec: TaskSpec, record: dict[str, Any]) -> dict[str, Any]:

@@ -69,13 +69,15 @@ log = logging.getLogger(__name__)
 JOB_FILE = "job.json"
 CANDIDATE_FILE = "candidate.py"
 
-ToolName = Literal["build", "train", "export", "inspect", "score", "speed", "verify", "selftest"]
+ToolName = Literal[
+    "build", "train", "export", "inspect", "score", "speed", "verify", "target", "selftest"
+]
 #: The jobs that run as the candidate's process: they may be given its code, and what they
 #: return is that process's own account (bounded, never a score). ``build``, ``train`` and
 #: ``export`` import the candidate; ``selftest`` reports what such a process sees.
 CANDIDATE_TOOLS = frozenset({"build", "train", "export", "selftest"})
 #: The jobs of the measuring process: they load only the exported program, never the code.
-MEASURING_TOOLS = frozenset({"inspect", "score", "speed", "verify"})
+MEASURING_TOOLS = frozenset({"inspect", "score", "speed", "verify", "target"})
 
 
 class SandboxError(ArchsmithError):

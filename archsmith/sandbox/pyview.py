@@ -43,6 +43,8 @@ RUNNER_DISTRIBUTIONS = (
     "onnx",
     "onnxscript",
     "onnxruntime",
+    # deployment targets (``archsmith targets``), where installed
+    "openvino",
 )
 #: Debian's and /usr/local's package directories: not the job's interpreter's, never needed.
 _SYSTEM_PACKAGE_DIRS = ("/usr/lib/python3/dist-packages", "/usr/local/lib/python3/dist-packages")

@@ -56,7 +56,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 #: Jobs that time the model (FPS, latency, inference energy): alone on their node.
-EXCLUSIVE_TOOLS = frozenset({"speed"})
+EXCLUSIVE_TOOLS = frozenset({"speed", "target"})
 #: How long connecting to an existing cluster may take before archsmith gives up.
 CONNECT_TIMEOUT_S = 20.0
 

@@ -64,6 +64,10 @@ def _dispatch(tool: str, args: dict[str, Any], job: dict[str, Any], work_dir: Pa
             raise RuntimeError("a measuring job must not be given the candidate's code")
         from archsmith.scoring import measure
 
+        if tool == "target":
+            from archsmith.scoring.target_ops import op_target
+
+            return op_target(args, job, work_dir)
         return getattr(measure, f"op_{tool}")(args, job, work_dir)
     from archsmith.scoring import candidate as candidate_ops
     from archsmith.scoring import export_ops

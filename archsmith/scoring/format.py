@@ -23,6 +23,7 @@ __all__ = [
     "PROGRAM_FILE",
     "RESULT_FILE",
     "SAFETENSORS_FILE",
+    "TARGET_FILE",
     "TENSORS_FILE",
     "TORCHSCRIPT_FILE",
     "TRAIN_STATE_FILE",
@@ -46,6 +47,8 @@ VALIDATED_FILES = {"validated.json": PROGRAM_FILE, "validated.safetensors": TENS
 SAFETENSORS_FILE = "model.safetensors"
 ONNX_FILE = "model.onnx"
 TORCHSCRIPT_FILE = "model.torchscript.pt"
+#: The deployment target's model file the ``target`` job builds.
+TARGET_FILE = "target.onnx"
 #: The runner's answer, which every job writes.
 RESULT_FILE = "result.json"
 #: Every file a job of each tool may leave for the host, and nothing else reaches the host's disk:
@@ -55,6 +58,8 @@ JOB_OUTPUTS: dict[str, tuple[str, ...]] = {
     "build": (RESULT_FILE, PROGRAM_FILE, TENSORS_FILE),
     "train": (RESULT_FILE, PROGRAM_FILE, TENSORS_FILE, TRAIN_STATE_FILE),
     "export": (RESULT_FILE, SAFETENSORS_FILE, ONNX_FILE, TORCHSCRIPT_FILE),
+    # the deployment target's model file, built from the checked program (``target_ops``)
+    "target": (RESULT_FILE, TARGET_FILE),
 }
 FORMAT = "archsmith-program"
 VERSION = 1

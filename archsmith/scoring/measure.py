@@ -7,10 +7,11 @@ module: a candidate cannot patch this code, forge its result or see the labels i
 - ``inspect``: output shape, parameters, size and FLOPs of the (untrained) program.
 - ``score``: training and validation accuracy and loss, and the test split's when asked (once, at
   the end of a run); a non-finite loss or output is divergence.
-- ``speed``: throughput at the batch size over the validation split, batch-1 latency, inference
-  energy, and the validation accuracy of the timed passes' own answers: every pass must answer as
-  the first (``scoring.agreement``), and batch-1 outputs must match the batched ones, so what was
-  timed is what was scored (the host holds this accuracy to the ``score`` job's).
+- ``speed``: throughput at the batch size over the validation split, batch-1 latency (both timed
+  as ``scoring.timing`` does, to hold when other work shares the machine), inference energy, and
+  the validation accuracy of the timed passes' own answers: every pass must answer as the first
+  (``scoring.agreement``), and batch-1 outputs must match the batched ones, so what was timed is
+  what was scored (the host holds this accuracy to the ``score`` job's).
 
 A program has no state (the loader's operator allowlist is the mechanism). On top of it, every op
 takes a digest of each tensor the program holds and of each input tensor it feeds it, before the
@@ -22,7 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import statistics
 import time
 from pathlib import Path
 from typing import Any
@@ -44,8 +44,8 @@ from archsmith.scoring.common import (
     load_data,
     make_job_meter,
     setup,
-    timed,
 )
+from archsmith.scoring.timing import Clock, latency, throughput
 
 __all__ = ["op_inspect", "op_score", "op_speed", "op_verify"]
 
@@ -266,7 +266,8 @@ def op_speed(args: dict[str, Any], job: dict[str, Any], work_dir: Path) -> dict[
     Each timed pass keeps its answers (the argmax of each batch, part of the timed work as it is
     of any classifier's); every pass must give the first pass's answers (``scoring.agreement``),
     and the accuracy is the first pass's, so the figure the host compares with the ``score`` job's
-    is the timed computation's own.
+    is the timed computation's own. On a CPU each pass is charged its CPU time over torch's
+    threads (``timing.throughput``); every figure carries its repeats, spread and method.
     """
     from archsmith.metrics import joules_to_kwh_pue
     from archsmith.training import DeviceData
@@ -300,39 +301,63 @@ def op_speed(args: dict[str, Any], job: dict[str, Any], work_dir: Path) -> dict[
     with torch.inference_mode():
         for _ in range(warmup):
             module(dev.prepare(dev.x_val[:batch]))
+    sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else None
+    threads = torch.get_num_threads()
     meter = make_job_meter(job, args)
     meter.start()
-    passes, seconds = 0, 0.0
-    while passes == 0 or (seconds < min_seconds and passes < 1000):
-        seconds += timed(one_pass, device)
-        passes += 1
+    fps = throughput(
+        one_pass,
+        n,
+        threads=threads,
+        clock=Clock.WALL if device.type == "cuda" else Clock.CPU,
+        min_seconds=min_seconds,
+        min_passes=int(args.get("min_passes", 3)),
+        max_passes=1000,
+        sync=sync,
+    )
     energy = meter.stop()
+    passes, seconds = fps.repeats, fps.wall_seconds
     images = passes * n
     per_image_j = energy.joules / images
     x1 = dev.prepare(dev.x_val[:1])
-    with torch.inference_mode():
-        for _ in range(max(warmup, 5)):
-            module(x1)
-        lat: list[float] = []
-        budget = float(args.get("latency_seconds", 0.5))
-        spent = 0.0
-        while len(lat) < 10 or (spent < budget and len(lat) < 500):
-            dt = timed(lambda: module(x1), device)
-            lat.append(dt * 1e3)
-            spent += dt
+    # Batch-1 latency on one thread by default: two threads at batch 1 wait for each other at
+    # every operator, and with another program on the cores a call took 100 ms instead of 0.6.
+    lat_threads = max(1, min(threads, int(args.get("latency_threads", 1))))
+    torch.set_num_threads(lat_threads)
+    try:
+        with torch.inference_mode():
+            for _ in range(max(warmup, 5)):
+                module(x1)
+            lat = latency(
+                lambda: module(x1),
+                threads=lat_threads,
+                clock=Clock.CPU if device.type == "cpu" and lat_threads == 1 else Clock.WALL,
+                # The median, as every latency archsmith reports: on one CPU thread charged its
+                # CPU time, a call another program delayed costs no more.
+                quantile=0.5,
+                budget_s=float(args.get("latency_seconds", 0.5)),
+                min_repeats=20,
+                max_repeats=500,
+                sync=sync,
+            )
+    finally:
+        torch.set_num_threads(threads)
     tripwire.check()
     agreement, first = _passes_agree(answers, device)
     correct = int((first == dev.y_val).sum().item())
     val_j = per_image_j * n
     return {
-        "fps": images / seconds if seconds > 0 else math.inf,
+        # fps (CPU time over threads on a CPU, so it holds under load) with its repeats, spread,
+        # method, threads and the wall-clock figure of the same passes (``scoring.timing``).
+        **fps.as_fields("fps"),
         "eval_batch_size": batch,
         "passes": passes,
         "images": images,
+        # Wall seconds of the timed passes (what the energy figure covers).
         "seconds": seconds,
-        "latency_ms": statistics.median(lat),
-        "latency_p90_ms": sorted(lat)[int(0.9 * (len(lat) - 1))],
-        "latency_repeats": len(lat),
+        # latency_ms: the median batch-1 time on latency_threads (CPU time on one CPU thread,
+        # else wall time); its quantiles and the wall-clock figure beside it.
+        **lat.as_fields("latency", unit="ms", scale=1e3),
         "energy_per_image_j": per_image_j,
         "energy_per_image_kwh_pue": joules_to_kwh_pue(per_image_j),
         "val_energy_j": val_j,

@@ -6,15 +6,43 @@ The speed job's accuracy comes from its timed passes; ``timed_is_scored`` holds 
 
 from __future__ import annotations
 
-from langchain_core.tools import StructuredTool
+import hashlib
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
 
+from langchain_core.tools import StructuredTool
+from pydantic import ValidationError
+
+from archsmith.sandbox.base import SandboxResult
 from archsmith.scoring.agreement import job_flips_allowed
+from archsmith.scoring.format import ONNX_FILE, TARGET_FILE
 from archsmith.scoring.handover import model_files
-from archsmith.tools.runtime import ToolRuntime, bind_tool, tool_error
-from archsmith.tools.schemas import MeasureEnergyInput, MeasureEnergyOutput, ToolError
+from archsmith.targets import Target, parse_target
+from archsmith.tools.runtime import PreparedRef, ToolRuntime, bind_tool, tool_error
+from archsmith.tools.schemas import (
+    MeasureEnergyInput,
+    MeasureEnergyOutput,
+    TargetFigures,
+    ToolError,
+)
 from archsmith.tools.train_model import argument_error
 
-__all__ = ["ACCURACY_MISMATCH", "make_measure_energy_tool", "measure_energy", "timed_is_scored"]
+__all__ = [
+    "ACCURACY_MISMATCH",
+    "TARGET_FAILED",
+    "make_measure_energy_tool",
+    "measure_energy",
+    "measure_on_target",
+    "timed_is_scored",
+]
+
+#: The variable holding a device agent's token (never written into a run's record).
+DEVICE_TOKEN_VARIABLE = "ARCHSMITH_DEVICE_TOKEN"
+#: The error of a program that could not be built for, or run on, its deployment target.
+TARGET_FAILED = "TargetError"
 
 #: The error of a program whose timed answers are not its scored ones.
 ACCURACY_MISMATCH = "AccuracyMismatch"
@@ -47,11 +75,141 @@ def measure_energy(runtime: ToolRuntime, inp: MeasureEnergyInput) -> MeasureEner
     )
     out = dict(result.result or {})
     known = set(MeasureEnergyOutput.model_fields)
-    return MeasureEnergyOutput(
-        **{k: v for k, v in out.items() if k in known and k not in {"ok", "error"}},
+    measured = MeasureEnergyOutput(
+        **{k: v for k, v in out.items() if k in known and k not in {"ok", "error", "target"}},
         ok=result.ok,
         error=tool_error(result),
         sandbox_wall_time_s=result.wall_time_s,
+    )
+    if not measured.ok or inp.target is None:
+        return measured
+    target = parse_target(inp.target)
+    # The file measured is kept beside the program (the host's own directory), for the user.
+    keep = None if target.is_host_torch else inp.model_dir / f"target-{target.precision}.onnx"
+    on_target = measure_on_target(runtime, target, data, inp.model_dir, keep_as=keep)
+    if isinstance(on_target, ToolError):
+        return measured.model_copy(update={"ok": False, "error": on_target})
+    return measured.model_copy(update={"target": on_target})
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def measure_on_target(
+    runtime: ToolRuntime,
+    target: Target,
+    data: PreparedRef,
+    model_dir: Path,
+    *,
+    splits: tuple[str, ...] = ("val",),
+    exported: Path | None = None,
+    keep_as: Path | None = None,
+) -> TargetFigures | ToolError:
+    """The program in ``model_dir`` measured on ``target`` by a measuring job (no candidate code).
+
+    The job builds the target's model file from the program, or measures ``exported`` (the
+    ``model.onnx`` that ``archsmith export`` wrote and checked) when given; ``keep_as`` keeps the
+    file it measured (int8 built from it included), whose sha256 the figures then carry.
+    """
+    args: dict[str, Any] = {
+        "runtime": target.runtime,
+        "threads": target.threads,
+        "batch": target.batch,
+        "precision": target.precision,
+        "splits": list(splits),
+        "source": "file" if exported is not None else "program",
+    }
+    if target.device is not None and keep_as is None:
+        with tempfile.TemporaryDirectory(prefix="archsmith-device-") as tmp:
+            return measure_on_target(
+                runtime, target, data, model_dir, splits=splits, exported=exported,
+                keep_as=Path(tmp) / "model.onnx",
+            )  # fmt: skip
+    files = model_files(model_dir)
+    if exported is not None:
+        files[ONNX_FILE] = exported
+    kept: dict[str, str] = {}
+
+    def collect(work_dir: Path, result: SandboxResult) -> SandboxResult:
+        """Copy the model file the job measured before its work directory goes."""
+        built = work_dir / TARGET_FILE
+        if keep_as is not None and result.ok and built.is_file() and not built.is_symlink():
+            shutil.copyfile(built, keep_as)
+            kept["sha256"] = _sha256(keep_as)
+        return result
+
+    result = runtime.run(
+        "target",
+        args,
+        dataset=data,
+        input_files=files,
+        limits=runtime.limits_for("measure"),
+        after=collect,
+    )
+    if not result.ok or result.result is None:
+        why = result.error.message if result.error else "the job returned no figures"
+        return ToolError(
+            type=TARGET_FAILED,
+            message=f"the model could not be measured on {target}: {why}",
+        )
+    try:
+        figures = TargetFigures.model_validate(
+            {**result.result, "target": str(target), "artifact_sha256": kept.get("sha256")}
+        )
+    except ValidationError as e:
+        return ToolError(
+            type=TARGET_FAILED, message=f"the {target} job's figures are malformed: {e}"
+        )
+    if target.device is None:
+        return figures
+    if keep_as is None or "sha256" not in kept:
+        return ToolError(type=TARGET_FAILED, message="no model file was kept to send the device")
+    return on_device(target, figures, keep_as, list(data.input_shape))
+
+
+def on_device(
+    target: Target, here: TargetFigures, model_file: Path, input_shape: list[int]
+) -> TargetFigures:
+    """``here`` (accuracy answered by the same file on this machine) with the speed, memory and
+    machine the device's agent measured on ``model_file``; only the file and its input shape
+    cross. A dead or refusing device raises DeviceError, which says what to do."""
+    from archsmith.device_client import DeviceError, measure_on_device
+
+    token = os.environ.get(DEVICE_TOKEN_VARIABLE, "")
+    if not token:
+        raise DeviceError(
+            f"target {target} names a device; set {DEVICE_TOKEN_VARIABLE} to the token its"
+            " agent was started with"
+        )
+    if target.device is None:
+        raise ValueError(f"target {target} names no device")
+    far = measure_on_device(
+        target.device,
+        token,
+        model_file,
+        runtime=target.runtime,
+        threads=here.threads,
+        batch=target.batch,
+        input_shape=input_shape,
+    )
+    return here.model_copy(
+        update={
+            "fps": float(far["fps_best"]),
+            "fps_repeats": int(far["fps_repeats"]),
+            "fps_spread": float(far["fps_spread_pct"]) / 100.0,
+            "latency_ms": float(far["latency_ms_p50"]),
+            "latency_p90_ms": float(far["latency_ms_p90"]),
+            "latency_repeats": int(far["latency_repeats"]),
+            "peak_memory_mb": float(far["peak_rss_mb"]),
+            "runtime_version": str(far["runtime_version"]),
+            "machine": str(far["measured_on"]),
+            "measured_by": target.device,
+        }
     )
 
 

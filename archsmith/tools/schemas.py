@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -421,6 +421,44 @@ class MeasureEnergyInput(BaseModel):
     )
     split_seed: int = Field(default=0, ge=0, description="The split train_model used.")
     max_val: int | None = Field(default=None, ge=1)
+    target: str | None = Field(
+        default=None,
+        description="Also measure on this deployment target (RUNTIME[:key=value,...]; see"
+        " `archsmith targets`); None: torch on this machine only.",
+    )
+
+
+class TargetFigures(BaseModel):
+    """A model's figures on its deployment target, each saying where it was measured."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    target: str = Field(description="The target as written canonically.")
+    runtime: str
+    runtime_version: str | None = None
+    threads: int
+    batch: int = Field(description="The throughput batch; latency is batch 1.")
+    precision: str
+    fps: float = Field(description="Samples per second at the target batch.")
+    fps_repeats: int | None = None
+    fps_spread: float | None = None
+    fps_method: str | None = None
+    latency_ms: float = Field(description="Batch-1 latency, median (p50).")
+    latency_p90_ms: float
+    latency_repeats: int | None = None
+    latency_spread: float | None = None
+    latency_method: str | None = None
+    size_mb: float = Field(description="The model file's size (MB, 10^6 bytes).")
+    peak_memory_mb: float | None = Field(
+        default=None, description="The measuring process's peak RSS while the runtime ran (MiB)."
+    )
+    val_accuracy: float = Field(description="Validation accuracy as the runtime answers it.")
+    val_samples: int
+    test_accuracy: float | None = None
+    machine: str = Field(description="The machine it ran on (this one, or the device's).")
+    measured_by: str = Field(default="this machine", description="'this machine' or a device URL.")
+    built: dict[str, Any] = Field(default_factory=dict)
+    artifact_sha256: str | None = None
 
 
 class MeasureEnergyOutput(BaseModel):
@@ -430,9 +468,26 @@ class MeasureEnergyOutput(BaseModel):
 
     ok: bool
     error: ToolError | None = None
-    fps: float | None = Field(default=None, description="Images per second at batch_size.")
-    latency_ms: float | None = Field(default=None, description="Median batch-1 latency.")
+    fps: float | None = Field(
+        default=None,
+        description="Images per second at batch_size: the median pass, charged its CPU time over"
+        " the threads on a CPU (fps_wall: by the wall clock).",
+    )
+    fps_wall: float | None = None
+    fps_repeats: int | None = None
+    fps_spread: float | None = Field(default=None, description="(p90 - p10) / median of passes.")
+    fps_method: str | None = None
+    fps_threads: int | None = None
+    latency_ms: float | None = Field(
+        default=None,
+        description="Median batch-1 latency on latency_threads (one: CPU time on a CPU).",
+    )
     latency_p90_ms: float | None = None
+    latency_wall_ms: float | None = None
+    latency_repeats: int | None = None
+    latency_spread: float | None = None
+    latency_method: str | None = None
+    latency_threads: int | None = None
     energy_per_image_j: float | None = None
     energy_per_image_kwh_pue: float | None = None
     val_energy_j: float | None = Field(default=None, description="V_E: one pass over validation.")
@@ -445,4 +500,7 @@ class MeasureEnergyOutput(BaseModel):
     )
     val_samples: int | None = Field(default=None, description="Validation samples each pass ran.")
     device: str | None = None
+    target: TargetFigures | None = Field(
+        default=None, description="The figures on the deployment target, when one is set."
+    )
     sandbox_wall_time_s: float = 0.0
