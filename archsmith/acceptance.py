@@ -12,7 +12,6 @@ model card and ``MODEL_CARD.md``.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import shutil
@@ -25,6 +24,7 @@ from pydantic import BaseModel
 from archsmith import judge
 from archsmith.errors import InputError
 from archsmith.export import CARD_JSON, CARD_MARKDOWN, ExportError, ExportResult, export_model
+from archsmith.files import sha256_of
 from archsmith.model_card import render_card
 from archsmith.spec import TaskSpec
 from archsmith.targets import Target
@@ -127,14 +127,6 @@ def acceptance_rows(
     return rows
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def accept(
     runtime: ToolRuntime,
     *,
@@ -183,10 +175,10 @@ def accept(
             file_name = INT8_FILE
         elif not target.is_host_torch:
             file_name = "model.onnx"
-            if sha != _sha256(onnx_file):
+            if sha != sha256_of(onnx_file):
                 raise ExportError(
                     f"the file measured on {target} is not the exported model.onnx (sha256"
-                    f" {sha} against {_sha256(onnx_file)}); export again"
+                    f" {sha} against {sha256_of(onnx_file)}); export again"
                 )
     params = (best.get("metrics") or {}).get("params")
     result = Acceptance(
@@ -220,7 +212,7 @@ def _write(out_dir: Path, result: Acceptance) -> None:
     for path in sorted(out_dir.iterdir()):
         if path.name not in listed and path.name not in (CARD_JSON, CARD_MARKDOWN):
             card["files"].append(
-                {"name": path.name, "bytes": path.stat().st_size, "sha256": _sha256(path)}
+                {"name": path.name, "bytes": path.stat().st_size, "sha256": sha256_of(path)}
             )
     card_path.write_text(json.dumps(card, indent=2) + "\n", "utf-8")
     (out_dir / CARD_MARKDOWN).write_text(render_card(card), "utf-8")

@@ -10,7 +10,6 @@ were measured, each with its unit and, for energy, its source.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -22,7 +21,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from archsmith.errors import InputError, format_validation_error
-from archsmith.files import UntrustedFileError, atomic_dir, open_untrusted
+from archsmith.files import UntrustedFileError, atomic_dir, open_untrusted, sha256_of
 from archsmith.model_card import VOCABULARY_FILE, build_card, render_card
 from archsmith.sandbox.base import CandidateError, SandboxResult
 from archsmith.scoring.common import EXPORT_ATOL, EXPORT_RTOL
@@ -168,14 +167,6 @@ def _copy_from_job(work_dir: Path, name: str, dest: Path, expected_bytes: int) -
             shutil.copyfileobj(f, out, 1 << 20)
     except UntrustedFileError as e:
         raise ExportError(f"the export job did not leave a usable {name}: {e}") from e
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _vocabulary(data: PreparedRef) -> list[str] | None:
@@ -328,7 +319,7 @@ def export_model(
         if vocabulary is not None:
             (tmp / VOCABULARY_FILE).write_text("\n".join(vocabulary) + "\n", "utf-8")
         files = [
-            {"name": p.name, "bytes": p.stat().st_size, "sha256": _sha256(p)}
+            {"name": p.name, "bytes": p.stat().st_size, "sha256": sha256_of(p)}
             for p in sorted(tmp.iterdir())
         ]
         card = build_card(

@@ -13,6 +13,7 @@ without following links and only when it is a regular file of bounded size, and
 from __future__ import annotations
 
 import errno
+import hashlib
 import logging
 import os
 import shutil
@@ -35,6 +36,7 @@ __all__ = [
     "open_untrusted",
     "read_untrusted",
     "remove_untrusted_tree",
+    "sha256_of",
     "written_in_place",
 ]
 
@@ -43,6 +45,15 @@ log = logging.getLogger(__name__)
 
 class UntrustedFileError(ArchsmithError):
     """A file a sandboxed job left is missing, a link, not a regular file, or too large."""
+
+
+def sha256_of(path: Path) -> str:
+    """The file's sha256, read in blocks: what a model card and an acceptance name a file by."""
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def open_untrusted(path: Path, limit: int) -> BinaryIO:

@@ -55,6 +55,7 @@ from archsmith.sandbox.base import (
     work_files,
 )
 from archsmith.sandbox.pyview import python_view
+from archsmith.scoring.timing import SPIN_ENV
 
 __all__ = [
     "DEFAULT_IMAGE",
@@ -94,6 +95,7 @@ SANDBOX_ENV: dict[str, str] = {
     "PYTHONNOUSERSITE": "1",
     "MPLBACKEND": "Agg",
     "TORCHINDUCTOR_CACHE_DIR": "/tmp/inductor",
+    **SPIN_ENV,
 }
 
 _MIB = 1 << 20

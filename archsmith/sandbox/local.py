@@ -56,6 +56,7 @@ from archsmith.sandbox.cgroups import JobCgroup, create_job_cgroup
 from archsmith.sandbox.pyview import python_view
 from archsmith.sandbox.warm import WarmKey, WarmSandbox, WarmUnavailableError
 from archsmith.sandbox.zygote import SECCOMP_PROGRAM, SPOOL, OutputTail
+from archsmith.scoring.timing import SPIN_ENV
 
 __all__ = [
     "ALLOWED_ENV",
@@ -143,6 +144,7 @@ def _sandbox_env(job: SandboxJob) -> dict[str, str]:
             "PYTHONDONTWRITEBYTECODE": "1",
             "PYTHONNOUSERSITE": "1",
             "OMP_NUM_THREADS": threads,
+            **SPIN_ENV,
             "MPLBACKEND": "Agg",
             "TORCHINDUCTOR_CACHE_DIR": "/tmp/inductor",
         }

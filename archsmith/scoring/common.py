@@ -179,6 +179,33 @@ def compare(
     }
 
 
+#: The lowest opset the dynamo exporter implements natively (a lower one goes through a version
+#: converter that fails on common graphs); onnxruntime runs it from 1.14 on.
+ONNX_OPSET = 18
+ONNX_INPUT = "input"
+ONNX_OUTPUT = "logits"
+
+
+def export_onnx_dynamo(module: torch.nn.Module, example: torch.Tensor, path: Path) -> None:
+    """``module`` as ONNX by torch's dynamo exporter, any batch size, one file, checked by onnx:
+    how ``archsmith export`` writes ``model.onnx`` and how a target's model file is built."""
+    import onnx
+
+    torch.onnx.export(
+        module,
+        (example,),
+        str(path),
+        dynamo=True,
+        dynamic_shapes=({0: torch.export.Dim("batch", min=1)},),
+        opset_version=ONNX_OPSET,
+        external_data=False,
+        verbose=False,
+        input_names=[ONNX_INPUT],
+        output_names=[ONNX_OUTPUT],
+    )
+    onnx.checker.check_model(str(path))
+
+
 def exported_file_runner(fmt: str, path: Path) -> Callable[[torch.Tensor], Any]:
     """Run an exported file as a user would: ONNX in onnxruntime on the CPU, TorchScript loaded
     with ``torch.jit.load``. The export job and the measuring process's check both call it."""

@@ -30,9 +30,13 @@ from archsmith.scoring.candidate import build
 from archsmith.scoring.common import (
     EXPORT_ATOL,
     EXPORT_RTOL,
+    ONNX_INPUT,
+    ONNX_OPSET,
+    ONNX_OUTPUT,
     ContractError,
     as_numpy,
     compare,
+    export_onnx_dynamo,
     exported_file_runner,
     job_threads,
     load_data,
@@ -53,11 +57,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 EXPORT_FORMATS = ("onnx", "torchscript", "pytorch")
-#: The lowest opset the dynamo exporter implements natively (a lower one goes through a version
-#: converter that fails on common graphs); onnxruntime runs it from 1.14 on.
-ONNX_OPSET = 18
-INPUT_NAME = "input"
-OUTPUT_NAME = "logits"
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _REASON_CHARS = 600
 _MAX_WARNINGS = 10
@@ -126,30 +125,19 @@ def _onnx_session(
     import onnx
 
     if exporter == "dynamo":
-        torch.onnx.export(
-            model,
-            (example,),
-            str(path),
-            dynamo=True,
-            dynamic_shapes=({0: torch.export.Dim("batch", min=1)},),
-            opset_version=ONNX_OPSET,
-            external_data=False,
-            verbose=False,
-            input_names=[INPUT_NAME],
-            output_names=[OUTPUT_NAME],
-        )
+        export_onnx_dynamo(model, example, path)
     else:
         torch.onnx.export(
             model,
             (example,),
             str(path),
             dynamo=False,
-            dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+            dynamic_axes={ONNX_INPUT: {0: "batch"}, ONNX_OUTPUT: {0: "batch"}},
             opset_version=ONNX_OPSET,
-            input_names=[INPUT_NAME],
-            output_names=[OUTPUT_NAME],
+            input_names=[ONNX_INPUT],
+            output_names=[ONNX_OUTPUT],
         )
-    onnx.checker.check_model(str(path))
+        onnx.checker.check_model(str(path))
     return exported_file_runner("onnx", path)
 
 
@@ -356,12 +344,12 @@ def op_export(
         "attempts": [],
         "opset": ONNX_OPSET if fmt == "onnx" else None,
         "input": {
-            "name": INPUT_NAME,
+            "name": ONNX_INPUT,
             "shape": ["batch", *(int(d) for d in data.input_shape)],
             "dtype": str(sample.dtype).removeprefix("torch."),
         },
         "output": {
-            "name": OUTPUT_NAME,
+            "name": ONNX_OUTPUT,
             "shape": ["batch", int(data.num_classes)],
             "dtype": str(outputs[0].dtype).removeprefix("torch."),
         },

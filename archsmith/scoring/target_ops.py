@@ -26,7 +26,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from archsmith.scoring.common import ContractError, job_threads, load_data
+from archsmith.scoring.common import (
+    ONNX_INPUT,
+    ContractError,
+    export_onnx_dynamo,
+    job_threads,
+    load_data,
+)
 from archsmith.scoring.format import ONNX_FILE, TARGET_FILE
 from archsmith.scoring.timing import Clock, latency, throughput
 
@@ -35,28 +41,6 @@ __all__ = ["TARGET_FILE", "op_target"]
 log = logging.getLogger(__name__)
 
 _MAX_MODEL_BYTES = 2 << 30
-_ONNX_OPSET = 18
-_INPUT = "input"
-_OUTPUT = "logits"
-
-
-def _export_program(module: torch.nn.Module, example: torch.Tensor, path: Path) -> None:
-    """The checked program as ONNX (the dynamo exporter: a program is already an aten graph)."""
-    import onnx
-
-    torch.onnx.export(
-        module,
-        (example,),
-        str(path),
-        dynamo=True,
-        dynamic_shapes=({0: torch.export.Dim("batch", min=1)},),
-        opset_version=_ONNX_OPSET,
-        external_data=False,
-        verbose=False,
-        input_names=[_INPUT],
-        output_names=[_OUTPUT],
-    )
-    onnx.checker.check_model(str(path))
 
 
 def _quantised(src: Path, dest: Path, calibration: np.ndarray, input_name: str) -> None:
@@ -218,7 +202,7 @@ def op_target(args: dict[str, Any], job: dict[str, Any], work_dir: Path) -> dict
         else:
             t = time.perf_counter()
             fp32 = path if precision == "fp32" else work_dir / "fp32.onnx"
-            _export_program(module, torch.from_numpy(x_val[:2]), fp32)
+            export_onnx_dynamo(module, torch.from_numpy(x_val[:2]), fp32)
             built["export_seconds"] = time.perf_counter() - t
         if precision == "int8":
             t = time.perf_counter()
@@ -226,7 +210,7 @@ def op_target(args: dict[str, Any], job: dict[str, Any], work_dir: Path) -> dict
             train_x = torch.from_numpy(data.x_train[:samples])
             calibration = dev.prepare(train_x).numpy()
             _quantised(
-                fp32, path, calibration, _INPUT if source == "program" else _first_input(fp32)
+                fp32, path, calibration, ONNX_INPUT if source == "program" else _first_input(fp32)
             )
             built["quantise_seconds"] = time.perf_counter() - t
             built["calibration_samples"] = len(calibration)

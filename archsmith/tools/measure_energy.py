@@ -6,7 +6,6 @@ The speed job's accuracy comes from its timed passes; ``timed_is_scored`` holds 
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import tempfile
@@ -16,6 +15,7 @@ from typing import Any
 from langchain_core.tools import StructuredTool
 from pydantic import ValidationError
 
+from archsmith.files import sha256_of
 from archsmith.sandbox.base import SandboxResult
 from archsmith.scoring.agreement import job_flips_allowed
 from archsmith.scoring.format import ONNX_FILE, TARGET_FILE
@@ -92,14 +92,6 @@ def measure_energy(runtime: ToolRuntime, inp: MeasureEnergyInput) -> MeasureEner
     return measured.model_copy(update={"target": on_target})
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def measure_on_target(
     runtime: ToolRuntime,
     target: Target,
@@ -140,7 +132,7 @@ def measure_on_target(
         built = work_dir / TARGET_FILE
         if keep_as is not None and result.ok and built.is_file() and not built.is_symlink():
             shutil.copyfile(built, keep_as)
-            kept["sha256"] = _sha256(keep_as)
+            kept["sha256"] = sha256_of(keep_as)
         return result
 
     result = runtime.run(

@@ -20,10 +20,12 @@ from archsmith.sandbox.base import (
 )
 from archsmith.sandbox.local import ALLOWED_ENV, LocalSandbox, bundled_bwrap, find_bwrap
 from archsmith.sandbox.runner import main as runner_main
+from archsmith.scoring.timing import SPIN_ENV
 
 SAFE_KEYS = set(ALLOWED_ENV) | {
     "PATH", "HOME", "TMPDIR", "PYTHONUNBUFFERED", "PYTHONDONTWRITEBYTECODE", "PYTHONNOUSERSITE",
     "OMP_NUM_THREADS", "MPLBACKEND", "TORCHINDUCTOR_CACHE_DIR", "PWD", "PYTHONPATH",
+    *SPIN_ENV,
 }  # fmt: skip
 
 
